@@ -1,0 +1,1 @@
+"""courier: one Falcon API and its Celery tasks, shipped as one container image."""

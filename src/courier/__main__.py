@@ -1,0 +1,5 @@
+"""`python -m courier`: see `courier.entrypoint`."""
+
+from courier.entrypoint import main
+
+raise SystemExit(main())

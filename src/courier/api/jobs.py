@@ -1,0 +1,182 @@
+"""`/v1/tasks` and `/v1/jobs`: the catalog of public tasks, submitting a job, reading it back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import falcon
+
+from courier.api.errors import Problem
+from courier.api.openapi import Operations, operation
+from courier.catalog import PublicTask
+from courier.jobs import BrokerUnavailable, Jobs, parse_job_id
+
+JOB_STATES = ["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
+
+
+def read_json_body(req: falcon.Request, limit: int) -> Any:
+    """The request body as JSON: 415 unless application/json, 413 past `limit`, 400 if bad."""
+    media_type = (req.content_type or "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise falcon.HTTPUnsupportedMediaType(
+            title="Unsupported Media Type", description="Send the body as application/json."
+        )
+    too_large = falcon.HTTPContentTooLarge(
+        title="Content Too Large", description=f"The body must be at most {limit} bytes."
+    )
+    if req.content_length is not None and req.content_length > limit:
+        raise too_large
+    raw = req.bounded_stream.read(limit + 1)
+    if len(raw) > limit:
+        raise too_large
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise falcon.HTTPBadRequest(
+            title="Malformed JSON", description="The body is not valid JSON (or nests too deeply)."
+        ) from None
+
+
+def unprocessable(detail: str, **errors: str) -> Problem:
+    return Problem(falcon.HTTP_422, "Unprocessable Content", detail, errors=errors)
+
+
+def unavailable(error: BrokerUnavailable) -> Problem:
+    return Problem(
+        falcon.HTTP_503,
+        "Service Unavailable",
+        f"The {error.component} is unavailable; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+class TaskCatalogResource:
+    openapi: ClassVar[Operations] = {
+        "get": operation(
+            "The public tasks and their parameters",
+            {"type": "object", "properties": {"tasks": {"type": "array"}}},
+        )
+    }
+
+    def __init__(self, catalog: Mapping[str, PublicTask]) -> None:
+        self._catalog = catalog
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"tasks": [task.as_dict() for task in self._catalog.values()]}
+
+
+class JobCollectionResource:
+    def __init__(self, jobs: Jobs, catalog: Mapping[str, PublicTask], max_body_bytes: int) -> None:
+        self._jobs = jobs
+        self._catalog = catalog
+        self._max_body_bytes = max_body_bytes
+        self.openapi = {"post": self._post_operation()}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_json_body(req, self._max_body_bytes)
+        task, args = self._parse_submission(body)
+        try:
+            job_id = self._jobs.submit(task.name, args, req.context.request_id)
+        except BrokerUnavailable as error:
+            raise unavailable(error) from error
+        resp.status = falcon.HTTP_202
+        resp.location = f"/v1/jobs/{job_id}"
+        resp.media = {"id": job_id, "state": "PENDING"}
+
+    def _parse_submission(self, body: Any) -> tuple[PublicTask, dict[str, Any]]:
+        if not isinstance(body, dict):
+            raise unprocessable("The body must be a JSON object.", body="must be an object")
+        unknown = sorted(set(body) - {"task", "args"})
+        if unknown:
+            raise unprocessable(
+                "Only `task` and `args` are accepted.",
+                **{name[:64]: "is not accepted" for name in unknown[:10]},
+            )
+        name, args = body.get("task"), body.get("args", {})
+        if not isinstance(name, str):
+            raise unprocessable("`task` must name a public task.", task="must be a string")
+        task = self._catalog.get(name)
+        if task is None:
+            raise unprocessable(
+                "No public task has that name; see GET /v1/tasks.", task="is not a public task"
+            )
+        if not isinstance(args, dict):
+            raise unprocessable("`args` must be an object.", args="must be an object")
+        problems = task.validate(args)
+        if problems:
+            raise unprocessable(
+                f"Invalid arguments for {task.name}.",
+                **{key[:64]: value for key, value in list(problems.items())[:20]},
+            )
+        return task, args
+
+    def _post_operation(self) -> dict[str, Any]:
+        submissions = [
+            {
+                "type": "object",
+                "required": ["task"],
+                "properties": {"task": {"const": task.name}, "args": task.args_schema()},
+                "additionalProperties": False,
+            }
+            for task in self._catalog.values()
+        ]
+        return operation(
+            "Queue a job",
+            {
+                "type": "object",
+                "required": ["id", "state"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "state": {"const": "PENDING"},
+                },
+            },
+            ok_status=202,
+            errors=(400, 413, 415, 422, 503),
+            request_schema={"oneOf": submissions},
+        )
+
+
+class JobResource:
+    openapi: ClassVar[Operations] = {
+        "get": operation(
+            "A job's state and its result or error",
+            {
+                "type": "object",
+                "required": ["id", "task", "state"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "task": {"type": "string"},
+                    "state": {"enum": JOB_STATES},
+                    "result": {},
+                    "error": {
+                        "type": "object",
+                        "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                },
+            },
+            errors=(404, 503),
+            parameters=[
+                {
+                    "name": "job_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+        )
+    }
+
+    def __init__(self, jobs: Jobs) -> None:
+        self._jobs = jobs
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        canonical = parse_job_id(job_id)
+        try:
+            status = self._jobs.status(canonical) if canonical else None
+        except BrokerUnavailable as error:
+            raise unavailable(error) from error
+        if status is None:
+            raise falcon.HTTPNotFound(title="Not Found", description="No job has that id.")
+        resp.media = status.as_dict()

@@ -1,0 +1,84 @@
+"""Middleware, one job each: the request id, the access log line, bearer-token auth."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+import uuid
+from typing import Any
+
+import falcon
+import structlog
+
+from courier.logs import get_logger
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
+
+access_log = get_logger("courier.access")
+
+
+class RequestIdMiddleware:
+    """Accept a valid `X-Request-ID` or make one; bind it to every log line; echo it back."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        offered = req.get_header(REQUEST_ID_HEADER) or ""
+        request_id = offered if _VALID_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        req.context.request_id = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        resp.set_header(REQUEST_ID_HEADER, req.context.request_id)
+        structlog.contextvars.clear_contextvars()
+
+
+class AccessLogMiddleware:
+    """One line per request: method, path, status, duration (and the bound request id)."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        duration_ms = (time.perf_counter() - req.context.started) * 1000
+        access_log.info(
+            "request",
+            method=req.method,
+            path=req.path,
+            status=resp.status_code,
+            duration_ms=round(duration_ms, 2),
+        )
+
+
+class BearerAuthMiddleware:
+    """Every resource needs `Authorization: Bearer <token>` unless it sets `auth_required = False`.
+
+    Tokens are compared in constant time, against every configured token, and never logged.
+    """
+
+    def __init__(self, tokens: tuple[str, ...]) -> None:
+        self._tokens = tuple(t.encode() for t in tokens)
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
+        if resource is None or not getattr(resource, "auth_required", True):
+            return
+        scheme, _, offered = (req.get_header("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not self._matches(offered.strip().encode()):
+            raise falcon.HTTPUnauthorized(
+                title="Unauthorized",
+                description="Send a valid token as `Authorization: Bearer <token>`.",
+                challenges=["Bearer"],
+            )
+
+    def _matches(self, offered: bytes) -> bool:
+        matched = False
+        for token in self._tokens:
+            matched |= hmac.compare_digest(offered, token)
+        return matched and bool(offered)

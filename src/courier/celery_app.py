@@ -1,0 +1,148 @@
+"""The Celery app: reliable defaults, JSON only, and the request id carried into task logs.
+
+`celery --app courier.celery_app` (the worker and beat roles) and the API both use `app` below,
+built from the settings read once when this module is imported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import structlog
+from celery import Celery, bootsteps, signals
+
+from courier import service
+from courier.config import Settings, load_settings
+from courier.healthcheck import LIVENESS_INTERVAL
+from courier.roles import worker_liveness_file
+
+# Retries when publishing or storing a result against a broker or backend that is away:
+# short, so the API answers 503 within seconds instead of hanging.
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+REQUEST_ID_HEADER = "request_id"
+
+
+def backend_key(name: str) -> bytes:
+    """A key for our own records in the result backend (Redis and file backends take bytes)."""
+    return f"courier-{name}".encode()
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.embedded:
+        folder = str(settings.data_dir / "broker")
+        return {
+            "data_folder_in": folder,
+            "data_folder_out": folder,
+            "control_folder": str(settings.data_dir / "control"),
+        }
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        return {
+            # A message whose worker died unacknowledged is redelivered after this long.
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_connect_timeout": settings.broker_connect_timeout,
+        }
+    return {}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        # JSON only: a pickled message is refused, never run.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Acknowledge after the task ran, one message at a time: a job whose worker dies is
+        # redelivered to another worker instead of being lost.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_track_started": True,
+        "task_time_limit": settings.task_time_limit,
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "result_expires": settings.result_expires,
+        "broker_transport_options": broker_transport_options(settings),
+        "broker_connection_timeout": settings.broker_connect_timeout,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
+        "redis_socket_connect_timeout": settings.broker_connect_timeout,
+        "redis_socket_timeout": 10,
+        "redis_retry_on_timeout": True,
+        "result_backend_transport_options": {"retry_policy": PUBLISH_RETRY_POLICY},
+        # The filesystem transport has no broadcast: no remote control in the embedded mode.
+        "worker_enable_remote_control": not settings.embedded,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "beat_schedule": service.beat_schedule(settings),
+        "beat_max_loop_interval": max(1, settings.beat_lock_timeout // 3),
+    }
+
+
+def create_celery(settings: Settings) -> Celery:
+    if settings.embedded:
+        for folder in ("broker", "control", "results"):
+            (settings.data_dir / folder).mkdir(parents=True, exist_ok=True)
+    celery = Celery("courier", include=list(service.TASK_MODULES))
+    celery.conf.update(celery_config(settings))
+    celery.conf.courier_settings = settings
+    celery.steps["worker"].add(LivenessFile)
+    return celery
+
+
+class LivenessFile(bootsteps.StartStopStep):
+    """Touch a file from the worker's event loop, so `courier healthcheck` sees a live worker."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.path = Path(worker_liveness_file(worker.app.conf.courier_settings))
+        self.timer_ref: Any = None
+
+    def start(self, worker: Any) -> None:
+        self.touch()
+        self.timer_ref = worker.timer.call_repeatedly(LIVENESS_INTERVAL, self.touch)
+
+    def stop(self, worker: Any) -> None:
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+        self.path.unlink(missing_ok=True)
+
+    def touch(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    from courier.logs import configure_logging
+
+    configure_logging(settings)
+
+
+@signals.task_prerun.connect
+def _bind_task_context(task_id: str, task: Any, **_: Any) -> None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        task_id=task_id,
+        task=task.name,
+        request_id=task.request.get(REQUEST_ID_HEADER),
+    )
+
+
+@signals.task_postrun.connect
+def _clear_task_context(**_: Any) -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+settings = load_settings()
+app = create_celery(settings)

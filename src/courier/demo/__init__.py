@@ -1,0 +1,1 @@
+"""Example business code: replace this package (and `courier.service`) in a real service."""

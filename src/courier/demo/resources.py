@@ -1,0 +1,52 @@
+"""Example business endpoint: when did beat's heartbeat last run?"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+import falcon
+
+from courier.api.jobs import unavailable
+from courier.api.openapi import Operations, operation
+from courier.config import Settings
+from courier.demo.tasks import last_heartbeat
+from courier.jobs import BrokerUnavailable
+
+if TYPE_CHECKING:
+    from courier.api.app import Routes
+
+
+class HeartbeatResource:
+    openapi: ClassVar[Operations] = {
+        "get": operation(
+            "When the periodic demo.heartbeat last ran",
+            {
+                "type": "object",
+                "properties": {
+                    "last_run": {"type": ["number", "null"]},
+                    "age_seconds": {"type": ["number", "null"]},
+                    "interval_seconds": {"type": "number"},
+                },
+            },
+            errors=(503,),
+        )
+    }
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            last_run = last_heartbeat()
+        except Exception as error:
+            raise unavailable(BrokerUnavailable("result backend")) from error
+        resp.media = {
+            "last_run": last_run,
+            "age_seconds": None if last_run is None else round(time.time() - last_run, 3),
+            "interval_seconds": self._interval,
+        }
+
+
+def add_demo_routes(routes: Routes, settings: Settings) -> None:
+    routes.add("/v1/demo/heartbeat", HeartbeatResource(settings.heartbeat_interval))

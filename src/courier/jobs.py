@@ -1,0 +1,91 @@
+"""Submitting jobs and reading them back, with a record of every submitted id.
+
+Celery reports PENDING for any id it has never seen, so the API keeps its own record of the ids
+it queued (in the result backend, expiring with the results) and answers 404 for the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from courier.celery_app import REQUEST_ID_HEADER, backend_key
+
+
+class BrokerUnavailable(Exception):
+    """The broker or the result backend did not answer."""
+
+    def __init__(self, component: str) -> None:
+        super().__init__(f"{component} unavailable")
+        self.component = component
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: str
+    task: str
+    state: str
+    result: Any = None
+    error: dict[str, str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.id, "task": self.task, "state": self.state}
+        if self.error is not None:
+            body["error"] = self.error
+        elif self.state == "SUCCESS":
+            body["result"] = self.result
+        return body
+
+
+def parse_job_id(raw: str) -> str | None:
+    """The canonical form of a job id, or None when `raw` is not one."""
+    try:
+        return str(uuid.UUID(raw)) if len(raw) == 36 else None
+    except ValueError:
+        return None
+
+
+class Jobs:
+    def __init__(self, celery: Celery) -> None:
+        self._celery = celery
+
+    def submit(self, task: str, args: dict[str, Any], request_id: str) -> str:
+        job_id = str(uuid.uuid4())
+        record = json.dumps({"task": task, "submitted_at": time.time()})
+        backend = self._celery.backend
+        try:
+            backend.set(backend_key(f"job-{job_id}"), record)
+        except Exception as error:
+            raise BrokerUnavailable("result backend") from error
+        try:
+            self._celery.send_task(
+                task, kwargs=args, task_id=job_id, headers={REQUEST_ID_HEADER: request_id}
+            )
+        except Exception as error:
+            with contextlib.suppress(Exception):  # best effort: the record expires anyway
+                backend.delete(backend_key(f"job-{job_id}"))
+            raise BrokerUnavailable("broker") from error
+        return job_id
+
+    def status(self, job_id: str) -> JobStatus | None:
+        try:
+            raw = self._celery.backend.get(backend_key(f"job-{job_id}"))
+            if raw is None:
+                return None
+            record = json.loads(raw)
+            result = AsyncResult(job_id, app=self._celery)
+            state = result.state
+            value = result.result
+        except Exception as error:
+            raise BrokerUnavailable("result backend") from error
+        if isinstance(value, BaseException):
+            error_info = {"type": type(value).__name__, "message": str(value)}
+            return JobStatus(job_id, record["task"], state, error=error_info)
+        return JobStatus(job_id, record["task"], state, result=value)

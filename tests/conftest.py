@@ -1,0 +1,69 @@
+"""Shared test set-up: markers by folder, Docker (required, never skipped), container images.
+
+Image references come from the same variables as the build and compose (`REDIS_IMAGE`,
+`RABBITMQ_IMAGE`); on a machine that cannot pull, point them at the local stand-ins that
+`scripts/build-local-images` makes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_MARKER_BY_FOLDER = {
+    "unit": "unit",
+    "integration": "integration",
+    "image": "image",
+    "e2e": "e2e",
+    "faults": "faults",
+}
+
+# Testcontainers' reaper image cannot always be pulled; fixtures remove their own containers.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+def redis_image() -> str:
+    return os.environ.get("REDIS_IMAGE", "redis:8")
+
+
+def rabbitmq_image() -> str:
+    return os.environ.get("RABBITMQ_IMAGE", "rabbitmq:4")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        marker = _MARKER_BY_FOLDER.get(folder)
+        if marker:
+            item.add_marker(getattr(pytest.mark, marker))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI every test runs: a skipped test fails the run instead of passing silently."""
+    if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped:
+        if reporter:
+            reporter.write_line(
+                f"CI: {skipped} test(s) skipped; every test must run in CI", red=True
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """The local Docker engine. Missing Docker fails the test loudly; it never skips it."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as error:
+        pytest.fail(f"a Docker engine is required for this test and none answered: {error}")
+    yield client
+    client.close()
