@@ -132,11 +132,10 @@ def _setup_logging(**_: Any) -> None:
 @signals.task_prerun.connect
 def _bind_task_context(task_id: str, task: Any, **_: Any) -> None:
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(
-        task_id=task_id,
-        task=task.name,
-        request_id=task.request.get(REQUEST_ID_HEADER),
-    )
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name)
+    request_id = task.request.get(REQUEST_ID_HEADER)
+    if request_id:
+        structlog.contextvars.bind_contextvars(request_id=request_id)
 
 
 @signals.task_postrun.connect

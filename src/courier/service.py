@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from courier.config import Settings
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from courier.api.app import Routes
 
 # Modules that define Celery tasks; imported by the worker and the API.
@@ -22,8 +24,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return heartbeat_schedule(settings)
 
 
-def add_routes(routes: Routes, settings: Settings) -> None:
+def add_routes(routes: Routes, settings: Settings, celery: Celery) -> None:
     """Business endpoints beside the kit's /v1/jobs and /v1/tasks."""
     from courier.demo.resources import add_demo_routes
 
-    add_demo_routes(routes, settings)
+    add_demo_routes(routes, settings, celery)

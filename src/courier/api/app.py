@@ -50,6 +50,6 @@ def create_app(settings: Settings, celery: Celery) -> falcon.App[Any, Any]:
     routes.add("/v1/tasks", TaskCatalogResource(public_tasks))
     routes.add("/v1/jobs", JobCollectionResource(jobs, public_tasks, settings.max_body_bytes))
     routes.add("/v1/jobs/{job_id}", JobResource(jobs))
-    service.add_routes(routes, settings)
+    service.add_routes(routes, settings, celery)
     routes.add("/openapi.json", OpenApiResource(routes.resources))
     return app

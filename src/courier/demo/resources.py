@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, ClassVar
 
 import falcon
+from celery import Celery
 
 from courier.api.jobs import unavailable
 from courier.api.openapi import Operations, operation
@@ -33,12 +34,13 @@ class HeartbeatResource:
         )
     }
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, celery: Celery, interval: float) -> None:
+        self._celery = celery
         self._interval = interval
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            last_run = last_heartbeat()
+            last_run = last_heartbeat(self._celery)
         except Exception as error:
             raise unavailable(BrokerUnavailable("result backend")) from error
         resp.media = {
@@ -48,5 +50,5 @@ class HeartbeatResource:
         }
 
 
-def add_demo_routes(routes: Routes, settings: Settings) -> None:
-    routes.add("/v1/demo/heartbeat", HeartbeatResource(settings.heartbeat_interval))
+def add_demo_routes(routes: Routes, settings: Settings, celery: Celery) -> None:
+    routes.add("/v1/demo/heartbeat", HeartbeatResource(celery, settings.heartbeat_interval))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from celery import Task
+from celery import Celery, Task
 
 from courier.catalog import Param, public
 from courier.celery_app import app, backend_key
@@ -78,6 +78,6 @@ def heartbeat() -> None:
     log.info("heartbeat", at=now)
 
 
-def last_heartbeat() -> float | None:
-    raw = app.backend.get(HEARTBEAT_KEY)
+def last_heartbeat(celery: Celery) -> float | None:
+    raw = celery.backend.get(HEARTBEAT_KEY)
     return float(json.loads(raw)["last_run"]) if raw else None
