@@ -7,6 +7,7 @@ Only the standard library is imported here, so `courier healthcheck` stays fast.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -221,6 +222,8 @@ class _Reader:
             value = parse(raw)
         except ValueError:
             raise ConfigError(name, f"must be {kind}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(name, "must be a finite number")
         if not minimum <= value <= (maximum if maximum is not None else float("inf")):  # type: ignore[operator]
             upper = f" and at most {maximum}" if maximum is not None else ""
             raise ConfigError(name, f"must be at least {minimum}{upper}")

@@ -39,7 +39,7 @@ def read_json_body(req: falcon.Request, limit: int) -> Any:
         ) from None
 
 
-def unprocessable(detail: str, **errors: str) -> Problem:
+def unprocessable(detail: str, /, **errors: str) -> Problem:
     return Problem(falcon.HTTP_422, "Unprocessable Content", detail, errors=errors)
 
 

@@ -1,0 +1,140 @@
+"""Fixtures for the unit tests: settings in a temporary data directory, a Falcon test client on
+the real embedded broker (kombu's filesystem transport, Celery's file result backend), and a
+real Redis URL that nobody listens on."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+from celery import Celery
+from falcon import testing
+
+from courier.api.app import create_app
+from courier.celery_app import create_celery
+from courier.config import Settings, load_settings
+
+# 32 characters; never appears in any fixture data other than as the configured token.
+TOKEN = "unit-token-Qw7Zp2Lk9Xv4Rt6Yb3Nm8"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# Every variable courier reads: the upper-cased fields of Settings.
+COURIER_VARIABLES = frozenset(field.name.upper() for field in dataclasses.fields(Settings))
+
+assert len(TOKEN) == 32
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (bound once, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def dead_redis_url() -> str:
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty data directory; the working directory too, so no developer `.env` is read."""
+    monkeypatch.chdir(tmp_path)
+    for name in COURIER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return folder
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(data_dir: Path) -> SettingsFactory:
+    """Settings from an environment dict: DATA_DIR and API_TOKENS preset, overridable."""
+
+    def make(**environ: str) -> Settings:
+        return load_settings({"DATA_DIR": str(data_dir), "API_TOKENS": TOKEN, **environ})
+
+    return make
+
+
+ClientFactory = Callable[..., testing.TestClient]
+
+
+@pytest.fixture
+def make_client(make_settings: SettingsFactory) -> Iterator[ClientFactory]:
+    """A test client on the real app, for settings built from an environment dict."""
+    apps: list[Celery] = []
+
+    def make(**environ: str) -> testing.TestClient:
+        settings = make_settings(**environ)
+        celery = create_celery(settings)
+        apps.append(celery)
+        return testing.TestClient(create_app(settings, celery))
+
+    yield make
+    for celery in apps:
+        celery.close()
+
+
+@pytest.fixture
+def embedded(make_settings: SettingsFactory) -> Iterator[tuple[Settings, Celery]]:
+    settings = make_settings()
+    celery = create_celery(settings)
+    yield settings, celery
+    celery.close()
+
+
+@pytest.fixture
+def client(embedded: tuple[Settings, Celery]) -> testing.TestClient:
+    """The API in the embedded mode: POST /v1/jobs writes a real message file."""
+    settings, celery = embedded
+    return testing.TestClient(create_app(settings, celery))
+
+
+@pytest.fixture
+def dead_client(make_client: ClientFactory) -> testing.TestClient:
+    """The API against a Redis URL whose port refuses connections."""
+    return make_client(BROKER_URL=dead_redis_url(), BROKER_CONNECT_TIMEOUT="0.5")
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo `configure_logging`: its handler writes to a stream that capsys closes."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+def message_files(settings: Settings) -> list[Path]:
+    """Messages the filesystem transport wrote for a worker to consume."""
+    return sorted((settings.data_dir / "broker").glob("*.msg"))
+
+
+def job_records(settings: Settings) -> list[Path]:
+    return sorted((settings.data_dir / "results").glob("courier-job-*"))
+
+
+def clean_environ(data_dir: Path, **overrides: str) -> dict[str, str]:
+    """This process's environment without any courier variable, plus DATA_DIR and overrides."""
+    env = {k: v for k, v in os.environ.items() if k not in COURIER_VARIABLES}
+    env["DATA_DIR"] = str(data_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
