@@ -8,6 +8,7 @@ Image references come from the same variables as the build and compose (`REDIS_I
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,3 +68,25 @@ def docker_client() -> Iterator[docker.DockerClient]:
         pytest.fail(f"a Docker engine is required for this test and none answered: {error}")
     yield client
     client.close()
+
+
+def git_commit() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+@pytest.fixture(scope="session")
+def courier_image(docker_client: docker.DockerClient) -> str:
+    """The runtime image, built once per session with the README's build command (bake).
+
+    `COURIER_TEST_IMAGE` names an image to test instead (for quick local iterations only:
+    the image tests then check that image's labels against HEAD).
+    """
+    prebuilt = os.environ.get("COURIER_TEST_IMAGE")
+    if prebuilt:
+        return prebuilt
+    subprocess.run([str(ROOT / "scripts" / "build")], cwd=ROOT, check=True)
+    commit = git_commit()
+    return f"courier:sha-{commit[:7]}" if commit != "unknown" else "courier:latest"
