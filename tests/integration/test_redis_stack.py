@@ -1,0 +1,118 @@
+"""api + worker + beat against a real Redis (broker, result backend and beat lock in one database):
+a job's round trip with its request id, retries, and beat's periodic heartbeat.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.integration.processes import ApiClient, Courier, CourierProcess
+from tests.integration.services import RedisServer
+
+HEARTBEAT_INTERVAL = 1
+
+
+@dataclass
+class Stack:
+    api: CourierProcess
+    worker: CourierProcess
+    beat: CourierProcess
+    client: ApiClient
+
+
+@pytest.fixture(scope="module")
+def stack(
+    request: pytest.FixtureRequest,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    courier = Courier(tmp_path_factory.mktemp("stack"))
+    try:
+        url = redis_server.fresh_url()
+        env = {"HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL), "BEAT_LOCK_TIMEOUT": "3"}
+        worker = courier.start("worker", url, **env)
+        beat = courier.start("beat", url, **env)
+        api = courier.start("api", url, **env)
+        api.wait_http()
+        worker.wait_worker_ready()
+        yield Stack(api, worker, beat, api.api())
+    finally:
+        courier.finish(request)
+
+
+@pytest.mark.timeout(90)
+def test_job_round_trip_carries_the_request_id_into_the_worker_log(stack: Stack) -> None:
+    request_id = f"itest-{uuid.uuid4().hex[:12]}"
+    started = time.monotonic()
+
+    response = stack.client.submit("demo.add", {"a": 2, "b": 3}, request_id=request_id)
+
+    assert response.status_code == 202, response.text
+    assert response.headers["X-Request-ID"] == request_id
+    job_id = response.json()["id"]
+    assert response.json() == {"id": job_id, "state": "PENDING"}
+    location = response.headers["Location"]
+    assert location.endswith(f"/v1/jobs/{job_id}")
+    body = stack.client.wait_for_job_at(urlsplit(location).path)
+    print(f"\ndemo.add round trip: {time.monotonic() - started:.2f}s")
+    assert body == {"id": job_id, "task": "demo.add", "state": "SUCCESS", "result": 5}
+
+    added = stack.worker.wait_for_event("added", timeout=5, task_id=job_id)
+    assert added[0]["request_id"] == request_id
+    assert added[0]["total"] == 5
+    # The API logged the same id on its access line.
+    stack.api.wait_for_event("request", timeout=5, request_id=request_id, path="/v1/jobs")
+
+
+@pytest.mark.timeout(60)
+def test_job_without_a_token_is_refused(stack: Stack) -> None:
+    response = stack.client.request(
+        "POST", "/v1/jobs", json_body={"task": "demo.add", "args": {"a": 1, "b": 1}}, auth=False
+    )
+
+    assert response.status_code == 401
+    assert response.headers["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.timeout(90)
+def test_flaky_job_is_retried_until_it_succeeds(stack: Stack) -> None:
+    started = time.monotonic()
+    job_id = stack.client.submit_ok("demo.flaky", {"failures": 2})
+
+    body = stack.client.wait_for_job(job_id, timeout=30)
+
+    print(f"\ndemo.flaky with 2 failures: SUCCESS after {time.monotonic() - started:.2f}s")
+    assert body["result"] == {"attempts": 3}
+    failures = stack.worker.events("transient failure", task_id=job_id)
+    assert [line["attempt"] for line in failures] == [1, 2]
+    assert stack.worker.events("succeeded", task_id=job_id)[0]["attempt"] == 3
+
+
+@pytest.mark.timeout(60)
+def test_beat_heartbeat_runs_periodically(stack: Stack) -> None:
+    deadline = time.monotonic() + 15
+    first: dict[str, float | None] = {}
+    while time.monotonic() < deadline:
+        response = stack.client.get("/v1/demo/heartbeat")
+        assert response.status_code == 200, response.text
+        first = response.json()
+        if first["last_run"] is not None:
+            break
+        time.sleep(0.3)
+    assert first.get("last_run") is not None, f"no heartbeat within 15s: {first}"
+    assert first["interval_seconds"] == HEARTBEAT_INTERVAL
+
+    time.sleep(2.5)
+    second = stack.client.get("/v1/demo/heartbeat").json()
+
+    print(f"\nheartbeat age: first read {first['age_seconds']}s, second {second['age_seconds']}s")
+    assert second["last_run"] is not None
+    assert second["last_run"] > first["last_run"], "the heartbeat did not run again"
+    assert second["age_seconds"] is not None
+    assert 0 <= second["age_seconds"] < 5
