@@ -1,0 +1,168 @@
+"""Layer caching: a change under src/ alone reuses the export and dependency layers; only the
+small layer with courier itself is rebuilt.
+
+The build runs on a copy of the build inputs in a temporary directory, never the working tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+from tests.conftest import ROOT
+from tests.image.conftest import bake_env, mb
+
+BUILD_INPUTS = (
+    "pyproject.toml",
+    "poetry.lock",
+    "README.md",
+    "VERSION.tmpl",
+    ".dockerignore",
+    "docker-bake.hcl",
+    "docker",
+    "src",
+)
+IMAGE = "courier-cachetest"
+GIT_SHA = "c0ffee0000000000000000000000000000000000"
+VERSION = "0.0.0-cachetest"
+STEP = re.compile(r"^#(\d+) \[(\S+) (\d+)/(\d+)\] (.*)$")
+
+
+@dataclass(frozen=True)
+class Step:
+    stage: str
+    instruction: str
+    cached: bool
+
+
+def parse_steps(output: str) -> list[Step]:
+    """The Dockerfile steps of a `--progress=plain` build and whether each was CACHED."""
+    names: dict[str, tuple[str, str]] = {}
+    cached: set[str] = set()
+    for line in output.splitlines():
+        match = STEP.match(line)
+        if match:
+            names[match.group(1)] = (match.group(2), match.group(5))
+        elif re.match(r"^#\d+ CACHED$", line):
+            cached.add(line.split()[0][1:])
+    return [Step(stage, text, number in cached) for number, (stage, text) in names.items()]
+
+
+@pytest.fixture
+def built_ids() -> list[str]:
+    """Ids of the images the test built (removed by `build_copy`)."""
+    return []
+
+
+@pytest.fixture
+def build_copy(
+    tmp_path: Path, docker_client: docker.DockerClient, built_ids: list[str]
+) -> Iterator[Path]:
+    """A copy of the build inputs; every courier-cachetest image is removed afterwards."""
+    copy = tmp_path / "courier"
+    copy.mkdir()
+    for name in BUILD_INPUTS:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy / name)
+    yield copy
+    tagged = [image.id for image in docker_client.images.list(name=IMAGE)]
+    for image_id in dict.fromkeys([*tagged, *reversed(built_ids)]):
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(image_id, force=True)
+
+
+def bake(directory: Path) -> tuple[str, float]:
+    env = bake_env(IMAGE=IMAGE, GIT_SHA=GIT_SHA, VERSION=VERSION, BUILD_DATE="2030-01-01T00:00:00Z")
+    started = time.monotonic()
+    result = subprocess.run(
+        ["docker", "buildx", "bake", "-f", "docker-bake.hcl", "--progress=plain"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, f"bake failed:\n{result.stderr[-4000:]}"
+    return result.stdout + result.stderr, seconds
+
+
+def layers(docker_client: docker.DockerClient) -> tuple[str, list[str], list[Any]]:
+    image = docker_client.images.get(f"{IMAGE}:sha-{GIT_SHA[:7]}")
+    return image.id, image.attrs["RootFS"]["Layers"], image.history()
+
+
+def test_source_change_rebuilds_only_the_courier_layer(
+    build_copy: Path,
+    built_ids: list[str],
+    docker_client: docker.DockerClient,
+    courier_image: str,
+) -> None:
+    # First build: the same inputs as the session's image, so mostly from its cache.
+    _, first_seconds = bake(build_copy)
+    first_id, first_layers, _ = layers(docker_client)
+    built_ids.append(first_id)
+
+    module = build_copy / "src" / "courier" / "__init__.py"
+    # Unique per run: the change of an earlier run is in the build cache.
+    module.write_text(module.read_text() + f"# cache test {uuid.uuid4().hex}: src/ only\n")
+    output, second_seconds = bake(build_copy)
+    second_id, second_layers, history = layers(docker_client)
+    built_ids.append(second_id)
+    steps = parse_steps(output)
+    print(
+        f"\ncache test: first bake {first_seconds:.1f}s, after a src/ change {second_seconds:.1f}s"
+    )
+    for step in steps:
+        state = "CACHED " if step.cached else "rebuilt"
+        print(f"  {state} [{step.stage}] {step.instruction[:70]}")
+
+    def in_stage(stage: str) -> list[Step]:
+        found = [s for s in steps if s.stage == stage]
+        assert found, f"no step of stage {stage!r} in the build output:\n{output[-3000:]}"
+        return found
+
+    # Poetry, its export, and the locked dependencies: all reused. (FROM only resolves a base.)
+    for stage in ("base", "export", "deps"):
+        rebuilt = [
+            s.instruction[:80]
+            for s in in_stage(stage)
+            if not s.cached and not s.instruction.startswith("FROM ")
+        ]
+        assert not rebuilt, f"{stage} steps rebuilt after a src/ change: {rebuilt}"
+    assert any("pip" in s.instruction and "--require-hashes" in s.instruction for s in steps), (
+        "the dependency install step is not in the build output"
+    )
+    # courier itself: rebuilt.
+    wheel = {s.instruction: s.cached for s in in_stage("wheel")}
+    assert wheel.get("COPY src/ src/") is False, wheel
+    assert not any(cached for text, cached in wheel.items() if "poetry" in text), wheel
+    install = [s for s in in_stage("build") if "--root /out" in s.instruction]
+    assert install, "the courier install step is not in the build output"
+    assert not install[0].cached, install
+    runtime = {s.instruction: s.cached for s in in_stage("runtime")}
+    assert runtime.get("COPY --from=deps /opt/venv /opt/venv") is True, runtime
+    assert runtime.get("COPY --from=build /out/ /") is False, runtime
+
+    # In the image: every layer but the last (courier) is the same; the new one is small.
+    assert second_id != first_id
+    assert second_layers[:-1] == first_layers[:-1]
+    assert second_layers[-1] != first_layers[-1]
+    sizes = [int(step["Size"]) for step in history if int(step["Size"]) > 0]
+    print(f"  layer sizes (newest first): {', '.join(f'{mb(s):.2f} MB' for s in sizes)}")
+    assert sizes[0] < 2_000_000, f"the courier layer is {mb(sizes[0]):.2f} MB"
