@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import docker
@@ -42,6 +42,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         marker = _MARKER_BY_FOLDER.get(folder)
         if marker:
             item.add_marker(getattr(pytest.mark, marker))
+
+
+# Set on a failed test and on its module and session, so that fixtures holding containers or
+# processes print their logs before removing them.
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        for node in item.listchain():
+            node.stash[FAILED] = True
+    return report
+
+
+def failed(node: pytest.Item | pytest.Collector) -> bool:
+    """Did this test, or a test of this module, fail?"""
+    return node.stash.get(FAILED, False)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

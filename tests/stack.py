@@ -8,7 +8,6 @@ from the host only through ports published on 127.0.0.1, and removed by `Stack.c
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 import uuid
@@ -23,6 +22,7 @@ from testcontainers.core.network import Network
 
 from tests.conftest import rabbitmq_image, redis_image
 from tests.containers import publish_on_loopback, wait_for_log
+from tests.logs import parse_json_lines
 
 # Equivalent of `--read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges
 # --user 65532:65532` (the tmpfs is added with testcontainers' own `with_tmpfs_mount`).
@@ -56,15 +56,7 @@ def json_lines(container: DockerContainer | Any) -> list[dict[str, Any]]:
     wrapped = (
         container.get_wrapped_container() if isinstance(container, DockerContainer) else container
     )
-    lines = []
-    for raw in wrapped.logs(stdout=True, stderr=True).decode(errors="replace").splitlines():
-        raw = raw.strip()
-        if raw.startswith("{"):
-            try:
-                lines.append(json.loads(raw))
-            except ValueError:
-                continue
-    return lines
+    return parse_json_lines(wrapped.logs(stdout=True, stderr=True).decode(errors="replace"))
 
 
 def raw_logs(container: DockerContainer) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT
+from tests.logs import parse_json_lines
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # Variables compose.yaml reads (and compose's own): never inherited from the caller's shell.
@@ -111,15 +112,7 @@ class ComposeProject:
 
     def json_logs(self, *services: str) -> list[dict[str, Any]]:
         """The services' JSON log lines (compose may prefix lines with terminal escapes)."""
-        lines = []
-        for raw in ANSI_ESCAPE.sub("", self.logs(*services)).splitlines():
-            raw = raw.strip()
-            if raw.startswith("{"):
-                try:
-                    lines.append(json.loads(raw))
-                except ValueError:
-                    continue
-        return lines
+        return parse_json_lines(ANSI_ESCAPE.sub("", self.logs(*services)))
 
     def down(self) -> subprocess.CompletedProcess[str]:
         return self.run(

@@ -11,13 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import pytest
 import requests
 
 from tests.stack import ApiClient, Stack, json_lines, raw_logs, wait_until
-
-# Set on a test (and its parents) that failed: fixtures then print their containers' logs.
-FAILED = pytest.StashKey[bool]()
 
 REDIS_BROKER = {"BROKER_URL": "redis://redis:6379/0", "RESULT_BACKEND": "redis://redis:6379/1"}
 RABBITMQ_BROKER = {

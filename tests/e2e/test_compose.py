@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import redis_image
+from tests.conftest import failed, redis_image
 from tests.e2e.compose import ComposeProject, compose_environment, run
-from tests.e2e.conftest import failed
 from tests.e2e.system import NONROOT, events, free_loopback_port, is_worker_ready, wait_for_lines
 from tests.stack import ApiClient
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import failed
+from tests.conftest import failed
 from tests.e2e.system import (
     NONROOT,
     System,

@@ -5,14 +5,14 @@ factory that starts real courier processes and stops them after the test.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.containers import host_port, redis_container, start_redis
-from tests.integration.processes import FAILED, Courier
+from tests.integration.processes import Courier
 from tests.integration.services import (
     LABELS,
     REDIS_DATABASES,
@@ -20,18 +20,6 @@ from tests.integration.services import (
     RedisServer,
     container_name,
 )
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Mark a failed test (and its module) so that fixtures print the process logs."""
-    report = yield
-    if report.failed:
-        for node in item.listchain():
-            node.stash[FAILED] = True
-    return report
 
 
 @pytest.fixture(scope="session")

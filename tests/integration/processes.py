@@ -10,7 +10,6 @@ kills the whole process group after a timeout.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -24,12 +23,14 @@ from typing import Any
 import pytest
 import requests
 
+from tests.conftest import failed
+from tests.logs import parse_json_lines
+
 LOOPBACK = "127.0.0.1"
 API_TOKEN = "itest-token-0123456789abcdef"
 STOP_TIMEOUT = 20.0
 TERMINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 # Set on a test (and its parents) that failed: fixtures then print their processes' logs.
-FAILED = pytest.StashKey[bool]()
 
 # Every variable courier reads (see courier.config), plus what would change its servers' behaviour.
 INHERITED_SETTINGS = (
@@ -174,17 +175,7 @@ class CourierProcess:
 
     def logs(self) -> list[dict[str, Any]]:
         """The JSON log lines, parsed; other output (warnings, tracebacks) is skipped."""
-        parsed: list[dict[str, Any]] = []
-        for raw in self.log_text().splitlines():
-            if not raw.startswith("{"):
-                continue
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(line, dict):
-                parsed.append(line)
-        return parsed
+        return parse_json_lines(self.log_text())
 
     def events(self, event: str | Callable[[str], bool], **fields: Any) -> list[dict[str, Any]]:
         return [line for line in self.logs() if matches(line, event, fields)]
@@ -361,7 +352,7 @@ class Courier:
     def finish(self, request: pytest.FixtureRequest) -> None:
         """Stop every process; print their logs if the requesting test (or module) failed."""
         self.stop_all()
-        if request.node.stash.get(FAILED, False):
+        if failed(request.node):
             print(self.describe())
 
     def describe(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -14,7 +13,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -22,6 +20,7 @@ import requests
 from courier.buildinfo import build_info
 from courier.config import load_settings
 from courier.entrypoint import ensure_generated_token
+from tests.logs import parse_json_lines
 from tests.unit.conftest import TOKEN, clean_environ, dead_redis_url, free_port
 
 SECRET = "s3cretpass"
@@ -262,16 +261,6 @@ def group_is_gone(pgid: int, timeout: float) -> bool:
     return False
 
 
-def json_lines(text: str) -> list[dict[str, Any]]:
-    lines = []
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            value = json.loads(line)
-            if isinstance(value, dict):
-                lines.append(value)
-    return lines
-
-
 def test_api_mode_execs_gunicorn(data_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "api.log"
@@ -353,7 +342,7 @@ def test_embedded_all_mode(data_dir: Path, tmp_path: Path, courier: Run) -> None
 
     output = log.read_text()
     assert token not in output
-    lines = json_lines(output)
+    lines = parse_json_lines(output)
     warnings = [line for line in lines if "API_TOKENS is unset" in str(line.get("event"))]
     assert len(warnings) == 1
     assert warnings[0]["level"] == "warning"

@@ -8,6 +8,9 @@ _settings = load_settings()
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency
 worker_class = "courier.api.draining.DrainingSyncWorker"
+# Load the app once in the master before forking: workers answer as soon as they exist, and an
+# import error stops the server at start instead of in a crash loop of workers.
+preload_app = True
 # On SIGTERM, requests in flight (and connections already queued) get this long to finish.
 graceful_timeout = _settings.graceful_timeout
 timeout = 60
