@@ -73,6 +73,17 @@ class PublicTask:
     description: str
     params: tuple[Param, ...] = field(default=())
 
+    def normalize(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """`args` as JSON Schema reads them: a whole float (`2.0`) given for an integer parameter
+        is that integer, as the published schema promises."""
+        integers = {p.name for p in self.params if p.type == "integer"}
+        return {
+            name: int(value)
+            if name in integers and isinstance(value, float) and value.is_integer()
+            else value
+            for name, value in args.items()
+        }
+
     def validate(self, args: Mapping[str, Any]) -> dict[str, str]:
         """Problems by parameter name; empty when `args` fits the declaration."""
         declared = {p.name: p for p in self.params}

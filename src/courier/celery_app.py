@@ -6,14 +6,16 @@ built from the settings read once when this module is imported.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
 
 import structlog
 from celery import Celery, bootsteps, signals
 
 from courier import service
-from courier.config import Settings, load_settings
+from courier.config import REDIS_TLS_OPTIONS, Settings, load_settings
 from courier.healthcheck import LIVENESS_INTERVAL
 from courier.roles import worker_liveness_file
 
@@ -31,6 +33,29 @@ REQUEST_ID_HEADER = "request_id"
 def backend_key(name: str) -> bytes:
     """A key for our own records in the result backend (Redis and file backends take bytes)."""
     return f"courier-{name}".encode()
+
+
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+
+
+def redis_tls_options(url: str) -> dict[str, Any] | None:
+    """The TLS options of a `rediss://` URL (None for any other): its `ssl_*` query parameters,
+    with the server's certificate verified unless `ssl_cert_reqs` says otherwise.
+
+    Left to themselves, kombu would connect without verifying a certificate and Celery's result
+    backend would refuse to start when a `rediss://` URL has no `ssl_cert_reqs`.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    query = dict(parse_qsl(parts.query))
+    options: dict[str, Any] = {key: query[key] for key in REDIS_TLS_OPTIONS if key in query}
+    options["ssl_cert_reqs"] = _CERT_REQS[query.get("ssl_cert_reqs", "required")]
+    return options
+
+
+def _is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
@@ -68,12 +93,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # On a lost broker connection Celery may terminate the running jobs: an AMQP broker
+        # redelivers them at once. Never with Redis: the job is then marked RETRY in the result
+        # backend, which is the same unreachable Redis; that fails, Celery records the job
+        # REVOKED and acknowledges it once Redis is back, and the job is lost. So on Redis the
+        # running jobs finish; an acknowledgement that cannot be delivered means a redelivery
+        # after the visibility timeout, never a loss.
+        "worker_cancel_long_running_tasks_on_connection_loss": not _is_redis(settings.broker_url),
         "task_track_started": True,
         "task_time_limit": settings.task_time_limit,
         "task_soft_time_limit": settings.task_soft_time_limit,
         "result_expires": settings.result_expires,
         "broker_transport_options": broker_transport_options(settings),
+        "broker_use_ssl": redis_tls_options(settings.broker_url),
+        "redis_backend_use_ssl": redis_tls_options(settings.result_backend),
         "broker_connection_timeout": settings.broker_connect_timeout,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

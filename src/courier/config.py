@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 MODES: Final = ("api", "worker", "beat", "all")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -22,6 +22,10 @@ LOG_FORMATS: Final = ("json", "console")
 BROKER_SCHEMES: Final = ("redis", "rediss", "amqp", "amqps", "pyamqp", "filesystem")
 BACKEND_SCHEMES: Final = ("redis", "rediss", "file")
 MIN_TOKEN_LENGTH: Final = 16
+# TLS options a `rediss://` URL may carry in its query (kombu, Celery and redis-py all read them).
+# `ssl_cert_reqs` defaults to `required`: the server's certificate is verified.
+REDIS_TLS_OPTIONS: Final = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+REDIS_CERT_REQS: Final = ("required", "optional", "none")
 DOTENV_FILE: Final = ".env"
 
 T = TypeVar("T")
@@ -238,6 +242,11 @@ def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
         raise ConfigError(name, "is not a valid URL") from None
     if parts.scheme not in schemes:
         raise ConfigError(name, f"scheme must be one of {', '.join(s + '://' for s in schemes)}")
+    query = dict(parse_qsl(parts.query))
+    if parts.scheme == "redis" and any(key in query for key in REDIS_TLS_OPTIONS):
+        raise ConfigError(name, "ssl_* parameters need a rediss:// URL")
+    if parts.scheme == "rediss" and query.get("ssl_cert_reqs", "required") not in REDIS_CERT_REQS:
+        raise ConfigError(name, f"ssl_cert_reqs must be one of {', '.join(REDIS_CERT_REQS)}")
 
 
 _TOKEN_PATTERN = re.compile(r"^[\x21-\x7e]+$")

@@ -28,7 +28,10 @@ def read_json_body(req: falcon.Request, limit: int) -> Any:
     )
     if req.content_length is not None and req.content_length > limit:
         raise too_large
-    raw = req.bounded_stream.read(limit + 1)
+    # Without a Content-Length (a chunked body), `bounded_stream` would read nothing: read the
+    # server's de-chunked stream instead, still never more than limit + 1 bytes.
+    stream = req.bounded_stream if req.content_length is not None else req.stream
+    raw = stream.read(limit + 1)
     if len(raw) > limit:
         raise too_large
     try:
@@ -104,6 +107,7 @@ class JobCollectionResource:
             )
         if not isinstance(args, dict):
             raise unprocessable("`args` must be an object.", args="must be an object")
+        args = task.normalize(args)
         problems = task.validate(args)
         if problems:
             raise unprocessable(
@@ -116,7 +120,8 @@ class JobCollectionResource:
         submissions = [
             {
                 "type": "object",
-                "required": ["task"],
+                # `args` may be left out only when the task has no required parameter.
+                "required": ["task", "args"] if task.args_schema()["required"] else ["task"],
                 "properties": {"task": {"const": task.name}, "args": task.args_schema()},
                 "additionalProperties": False,
             }
