@@ -126,3 +126,12 @@ def test_a_name_cannot_be_made_public_twice() -> None:
     with pytest.raises(ValueError, match=r"demo\.add"):
         public("demo.add", "again")(lambda: None)
     assert catalog()["demo.add"].description == "Add two numbers."
+
+
+def test_whole_floats_are_integers_as_json_schema_reads_them() -> None:
+    task = PublicTask("t", "", (INTEGER, NUMBER))
+    assert task.normalize({"n": 2.0, "x": 2.0}) == {"n": 2, "x": 2.0}
+    assert isinstance(task.normalize({"n": 2.0})["n"], int)
+    assert task.normalize({"n": 2.5}) == {"n": 2.5}
+    assert task.validate(task.normalize({"n": 2.5, "x": 1})) == {"n": "must be an integer"}
+    assert task.normalize({"n": True}) == {"n": True}
