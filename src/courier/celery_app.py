@@ -7,14 +7,16 @@ built from the settings read once when this module is imported.
 from __future__ import annotations
 
 import ssl
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import structlog
 from celery import Celery, bootsteps, signals
+from celery.exceptions import CPendingDeprecationWarning
 
-from courier import service
+from courier import redis_transport, service
 from courier.config import REDIS_TLS_OPTIONS, Settings, load_settings
 from courier.healthcheck import LIVENESS_INTERVAL
 from courier.roles import worker_liveness_file
@@ -28,6 +30,14 @@ PUBLISH_RETRY_POLICY = {
     "interval_max": 1,
 }
 REQUEST_ID_HEADER = "request_id"
+
+# Whether running jobs are cancelled on a lost connection is chosen per broker below; Celery's
+# reminder to choose, logged on every lost connection, is noise.
+warnings.filterwarnings(
+    "ignore",
+    message=r"\s*In Celery 5.1 we introduced an optional breaking change",
+    category=CPendingDeprecationWarning,
+)
 
 
 def backend_key(name: str) -> bytes:
@@ -93,13 +103,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        # On a lost broker connection Celery may terminate the running jobs: an AMQP broker
-        # redelivers them at once. Never with Redis: the job is then marked RETRY in the result
-        # backend, which is the same unreachable Redis; that fails, Celery records the job
-        # REVOKED and acknowledges it once Redis is back, and the job is lost. So on Redis the
-        # running jobs finish; an acknowledgement that cannot be delivered means a redelivery
-        # after the visibility timeout, never a loss.
+        # On a lost broker connection Celery can terminate the running jobs for the broker to
+        # redeliver: AMQP does, at once. Not with Redis: the job is first marked RETRY in the
+        # result backend (by default that same Redis, unreachable); that fails, so Celery records
+        # it REVOKED and acknowledges it once Redis is back: lost. On Redis running jobs finish
+        # instead; an acknowledgement that cannot be delivered means a redelivery after
+        # VISIBILITY_TIMEOUT, never a loss.
         "worker_cancel_long_running_tasks_on_connection_loss": not _is_redis(settings.broker_url),
+        # A redelivered message whose job already succeeded (its acknowledgement was lost with
+        # the connection) is skipped instead of run again.
+        "worker_deduplicate_successful_tasks": True,
         "task_track_started": True,
         "task_time_limit": settings.task_time_limit,
         "task_soft_time_limit": settings.task_soft_time_limit,
@@ -115,6 +128,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redis_socket_timeout": 10,
         "redis_retry_on_timeout": True,
         "result_backend_transport_options": {"retry_policy": PUBLISH_RETRY_POLICY},
+        # A worker whose job finishes while Redis restarts waits (about a minute at most) to store
+        # the result instead of failing the job; the API fails fast with 503 instead.
+        "result_backend_always_retry": settings.mode == "worker",
+        "result_backend_max_retries": 40,
+        "result_backend_base_sleep_between_retries_ms": 100,
+        "result_backend_max_sleep_between_retries_ms": 2000,
         # The filesystem transport has no broadcast: no remote control in the embedded mode.
         "worker_enable_remote_control": not settings.embedded,
         "worker_hijack_root_logger": False,
@@ -125,6 +144,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def create_celery(settings: Settings) -> Celery:
+    # kombu's Redis transport with a fix that keeps a worker alive when Redis goes away.
+    redis_transport.install()
     if settings.embedded:
         for folder in ("broker", "control", "results"):
             (settings.data_dir / folder).mkdir(parents=True, exist_ok=True)
