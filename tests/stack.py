@@ -96,6 +96,7 @@ class ApiClient:
 
     def wait_for_job(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
+        body: dict[str, Any] | None = None
         while time.monotonic() < deadline:
             body = self.job(job_id)
             if body["state"] in TERMINAL_STATES:

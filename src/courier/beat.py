@@ -4,28 +4,39 @@ Run two beats by mistake (or on purpose, for failover) and each periodic job is 
 the beat holding `courier:beat-lock` sends; the others stand by, keeping their entries marked as
 just run so that a takeover starts a fresh interval instead of a burst of catch-up runs. The
 holder renews the lock on every tick; if it dies, the lock expires after `BEAT_LOCK_TIMEOUT`
-seconds and a standby takes over. Without a Redis URL (the embedded mode) it behaves exactly
-like Celery's own `PersistentScheduler`.
+seconds and a standby takes over. While Redis does not answer, the holder keeps its claim and
+its entries (runs due meanwhile are sent once Redis is back). Without a Redis URL (the embedded
+mode) it behaves exactly like Celery's own `PersistentScheduler`.
+
+Every tick also touches beat's liveness file, read by `courier healthcheck`.
 """
 
 from __future__ import annotations
 
 import contextlib
+from enum import Enum
 from typing import Any
 
 import redis
 from celery.beat import PersistentScheduler
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
 from courier.config import Settings
 from courier.logs import get_logger
+from courier.roles import liveness_file
 
 LOCK_NAME = "courier:beat-lock"
 
 log = get_logger("courier.beat")
 
 
-class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
+class Claim(Enum):
+    HOLDING = "holding"
+    STANDBY = "standby"
+    UNKNOWN = "unknown"  # Redis did not answer
+
+
+class LockedScheduler(PersistentScheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._lock: Any = None
         self._holding = False
@@ -34,7 +45,8 @@ class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
     def setup_schedule(self) -> None:
         super().setup_schedule()
         settings: Settings = self.app.conf.courier_settings
-        self._tick_limit = max(1.0, settings.beat_lock_timeout / 3)
+        self._liveness = liveness_file("beat", settings)
+        self._tick_limit = float(self.app.conf.beat_max_loop_interval)
         if settings.beat_lock_url:
             client = redis.Redis.from_url(
                 settings.beat_lock_url,
@@ -44,10 +56,13 @@ class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
             self._lock = client.lock(LOCK_NAME, timeout=settings.beat_lock_timeout)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        self._liveness.touch()
         if self._lock is None:
             return float(super().tick(*args, **kwargs))
-        if not self._renew_or_acquire():
+        claim = self._claim()
+        if claim is Claim.STANDBY:
             self._hold_back_entries()
+        if claim is not Claim.HOLDING:
             return self._tick_limit
         return float(min(super().tick(*args, **kwargs), self._tick_limit))
 
@@ -55,22 +70,28 @@ class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
         if self._lock is not None and self._holding:
             with contextlib.suppress(LockError, RedisError):
                 self._lock.release()
+        self._liveness.unlink(missing_ok=True)
         super().close()
 
-    def _renew_or_acquire(self) -> bool:
+    def _claim(self) -> Claim:
+        """Renew the lock we hold, or try to take it."""
         was_holding = self._holding
         try:
             if self._holding:
                 self._lock.reacquire()
             else:
                 self._holding = bool(self._lock.acquire(blocking=False))
-        except (LockError, RedisError) as error:
+        except LockNotOwnedError:
+            # It expired while we could not renew it, and another beat may hold it now.
             self._holding = False
-            if was_holding:
-                log.warning("lost the beat lock; standing by", error=type(error).__name__)
+            log.warning("lost the beat lock; standing by")
+            return Claim.STANDBY
+        except RedisError as error:
+            log.warning("Redis did not answer for the beat lock", error=type(error).__name__)
+            return Claim.UNKNOWN
         if self._holding and not was_holding:
             log.info("holding the beat lock; sending periodic jobs")
-        return self._holding
+        return Claim.HOLDING if self._holding else Claim.STANDBY
 
     def _hold_back_entries(self) -> None:
         now = self.app.now()

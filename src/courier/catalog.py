@@ -16,7 +16,7 @@ from typing import Any, Final, Literal, TypeVar
 ParamType = Literal["integer", "number", "string", "boolean"]
 MAX_STRING_LENGTH: Final = 4096
 
-F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,24 @@ class PublicTask:
         }
 
 
+class PublicError(Exception):
+    """Raise it from a task to show its message to API clients; a job failing with any other
+    exception shows only the exception's type."""
+
+
 _CATALOG: dict[str, PublicTask] = {}
 
 
-def public(name: str, description: str, *params: Param) -> Callable[[F], F]:
-    """Declare the Celery task registered under `name` as submittable through the API."""
+def public(description: str, *params: Param) -> Callable[[T], T]:
+    """Declare a Celery task submittable through the API, under the name it is registered with.
 
-    def register(task: F) -> F:
+    Apply it on top of `@app.task(name=...)`.
+    """
+
+    def register(task: T) -> T:
+        name = str(getattr(task, "name", ""))
+        if not name:
+            raise TypeError("@public goes on top of a Celery task (@app.task)")
         if name in _CATALOG:
             raise ValueError(f"task {name!r} is already public")
         _CATALOG[name] = PublicTask(name=name, description=description, params=params)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ssl
 import warnings
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,9 +16,8 @@ from celery import Celery, bootsteps, signals
 from celery.exceptions import CPendingDeprecationWarning
 
 from courier import redis_transport, service
-from courier.config import REDIS_TLS_OPTIONS, Settings, load_settings
-from courier.healthcheck import LIVENESS_INTERVAL
-from courier.roles import worker_liveness_file
+from courier.config import REDIS_TLS_OPTIONS, Settings, is_redis_url, load_settings
+from courier.roles import LIVENESS_INTERVAL, liveness_file
 
 # Retries when publishing or storing a result against a broker or backend that is away:
 # short, so the API answers 503 within seconds instead of hanging.
@@ -64,10 +62,6 @@ def redis_tls_options(url: str) -> dict[str, Any] | None:
     return options
 
 
-def _is_redis(url: str) -> bool:
-    return url.startswith(("redis://", "rediss://"))
-
-
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
     if settings.embedded:
         folder = str(settings.data_dir / "broker")
@@ -76,7 +70,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
             "data_folder_out": folder,
             "control_folder": str(settings.data_dir / "control"),
         }
-    if settings.broker_url.startswith(("redis://", "rediss://")):
+    if is_redis_url(settings.broker_url):
         return {
             # A message whose worker died unacknowledged is redelivered after this long...
             "visibility_timeout": settings.visibility_timeout,
@@ -109,7 +103,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # it REVOKED and acknowledges it once Redis is back: lost. On Redis running jobs finish
         # instead; an acknowledgement that cannot be delivered means a redelivery after
         # VISIBILITY_TIMEOUT, never a loss.
-        "worker_cancel_long_running_tasks_on_connection_loss": not _is_redis(settings.broker_url),
+        "worker_cancel_long_running_tasks_on_connection_loss": not is_redis_url(
+            settings.broker_url
+        ),
         # A redelivered message whose job already succeeded (its acknowledgement was lost with
         # the connection) is skipped instead of run again.
         "worker_deduplicate_successful_tasks": True,
@@ -128,19 +124,35 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redis_socket_timeout": 10,
         "redis_retry_on_timeout": True,
         "result_backend_transport_options": {"retry_policy": PUBLISH_RETRY_POLICY},
-        # A worker whose job finishes while Redis restarts waits (about a minute at most) to store
-        # the result instead of failing the job; the API fails fast with 503 instead.
-        "result_backend_always_retry": settings.mode == "worker",
-        "result_backend_max_retries": 40,
-        "result_backend_base_sleep_between_retries_ms": 100,
-        "result_backend_max_sleep_between_retries_ms": 2000,
         # The filesystem transport has no broadcast: no remote control in the embedded mode.
         "worker_enable_remote_control": not settings.embedded,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "beat_schedule": service.beat_schedule(settings),
-        "beat_max_loop_interval": max(1, settings.beat_lock_timeout // 3),
+        # Beat ticks (renewing its lock, touching its liveness file) at least this often.
+        "beat_max_loop_interval": max(
+            1, min(int(LIVENESS_INTERVAL), settings.beat_lock_timeout // 3)
+        ),
     }
+
+
+# Worker processes (MODE=worker, and the worker of MODE=all) wait out a broker or backend restart
+# (about a minute) instead of failing the job: storing its result, or re-queueing it when it calls
+# retry(). The API keeps the short policies above and answers 503 within seconds.
+PATIENT_RETRY_POLICY = {
+    "max_retries": 30,
+    "interval_start": 0,
+    "interval_step": 1,
+    "interval_max": 2,
+}
+WORKER_SETTINGS: dict[str, Any] = {
+    "task_publish_retry_policy": PATIENT_RETRY_POLICY,
+    "result_backend_transport_options": {"retry_policy": PATIENT_RETRY_POLICY},
+    "result_backend_always_retry": True,
+    "result_backend_max_retries": 40,
+    "result_backend_base_sleep_between_retries_ms": 100,
+    "result_backend_max_sleep_between_retries_ms": 2000,
+}
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -163,7 +175,7 @@ class LivenessFile(bootsteps.StartStopStep):
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
-        self.path = Path(worker_liveness_file(worker.app.conf.courier_settings))
+        self.path = liveness_file("worker", worker.app.conf.courier_settings)
         self.timer_ref: Any = None
 
     def start(self, worker: Any) -> None:
@@ -178,6 +190,12 @@ class LivenessFile(bootsteps.StartStopStep):
     def touch(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch()
+
+
+@signals.celeryd_init.connect
+def _worker_settings(conf: Any, **_: Any) -> None:
+    """Sent once in a worker before it builds anything: apply the worker-only settings."""
+    conf.update(WORKER_SETTINGS)
 
 
 @signals.setup_logging.connect

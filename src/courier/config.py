@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 MODES: Final = ("api", "worker", "beat", "all")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -27,6 +27,13 @@ MIN_TOKEN_LENGTH: Final = 16
 REDIS_TLS_OPTIONS: Final = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 REDIS_CERT_REQS: Final = ("required", "optional", "none")
 DOTENV_FILE: Final = ".env"
+# Celery reads these ahead of its own settings: set, they would bypass courier's validation.
+CELERY_OVERRIDES: Final = (
+    "CELERY_BROKER_URL",
+    "CELERY_BROKER_READ_URL",
+    "CELERY_BROKER_WRITE_URL",
+    "CELERY_RESULT_BACKEND",
+)
 
 T = TypeVar("T")
 
@@ -72,11 +79,16 @@ class Settings:
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse a `.env` file: `KEY=value` lines, `#` comments, optional quotes, `export ` prefix."""
+    """Parse a `.env` file as Docker Compose does: `KEY=value` lines, `#` comments (also after
+    an unquoted value), optional quotes, an optional `export ` prefix."""
     values: dict[str, str] = {}
     if not path.is_file():
         return values
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(DOTENV_FILE, "cannot be read as UTF-8 text") from None
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
@@ -84,6 +96,8 @@ def read_dotenv(path: Path) -> dict[str, str]:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
         values[key.strip()] = value
     return values
 
@@ -95,23 +109,13 @@ def environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return merged
 
 
-def redact_url(url: str) -> str:
-    """A URL safe to show: any password replaced by `***`."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
-    if not password:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise `ConfigError` for the first bad variable."""
     env = environment(environ)
     reader = _Reader(env)
+    for name in CELERY_OVERRIDES:
+        if env.get(name):
+            raise ConfigError(name, "would override courier's settings; set BROKER_URL instead")
 
     mode = reader.choice("MODE", MODES, default="all")
     broker_url = env.get("BROKER_URL", "").strip()
@@ -123,33 +127,38 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"required when MODE={mode}: the embedded broker serves only MODE=all "
             "(example: redis://redis:6379/0)",
         )
-    data_dir = Path(env.get("DATA_DIR", "/tmp/courier"))  # noqa: S108 - a tmpfs in the image
-    if not broker_url:
-        broker_url = "filesystem://"
+    data_dir = Path(env.get("DATA_DIR", "").strip() or "/tmp/courier")  # noqa: S108 - a tmpfs
+    if not data_dir.is_absolute():
+        raise ConfigError("DATA_DIR", "must be an absolute path")
+    broker_url = broker_url or "filesystem://"
 
     result_backend = env.get("RESULT_BACKEND", "").strip()
     if result_backend:
         _check_url("RESULT_BACKEND", result_backend, BACKEND_SCHEMES)
-    elif broker_url.startswith(("redis://", "rediss://")):
+    elif is_redis_url(broker_url):
         result_backend = broker_url
     elif broker_url.startswith("filesystem://"):
-        result_backend = (data_dir / "results").resolve().as_uri()
+        result_backend = (data_dir / "results").as_uri()
     else:
         raise ConfigError(
             "RESULT_BACKEND",
             "required when BROKER_URL is not Redis (example: redis://redis:6379/1)",
         )
+    for name, url in (("BROKER_URL", broker_url), ("RESULT_BACKEND", result_backend)):
+        if url.startswith(("filesystem://", "file://")) and mode != "all":
+            raise ConfigError(name, "files in one container serve only MODE=all; use Redis")
 
     beat_lock_url = env.get("BEAT_LOCK_URL", "").strip()
     if beat_lock_url:
         _check_url("BEAT_LOCK_URL", beat_lock_url, ("redis", "rediss"))
     else:
-        beat_lock_url = next(
-            (u for u in (broker_url, result_backend) if u.startswith(("redis://", "rediss://"))),
-            "",
-        )
+        beat_lock_url = next((u for u in (broker_url, result_backend) if is_redis_url(u)), "")
 
     task_time_limit = reader.integer("TASK_TIME_LIMIT", default=300, minimum=1)
+    visibility_timeout = reader.integer("VISIBILITY_TIMEOUT", default=3600, minimum=1)
+    if is_redis_url(broker_url) and visibility_timeout <= task_time_limit:
+        # A job still running when its message becomes visible again runs twice.
+        raise ConfigError("VISIBILITY_TIMEOUT", "must be longer than TASK_TIME_LIMIT")
     return Settings(
         mode=mode,
         port=reader.integer("PORT", default=5001, minimum=1, maximum=65535),
@@ -166,12 +175,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         task_time_limit=task_time_limit,
         task_soft_time_limit=reader.integer(
             "TASK_SOFT_TIME_LIMIT",
-            default=max(1, task_time_limit - 30),
+            # A tenth of the hard limit (at most 30 s) to clean up after SoftTimeLimitExceeded.
+            default=task_time_limit - min(30, max(1, task_time_limit // 10)) or 1,
             minimum=1,
             maximum=task_time_limit,
         ),
         result_expires=reader.integer("RESULT_EXPIRES", default=86400, minimum=60),
-        visibility_timeout=reader.integer("VISIBILITY_TIMEOUT", default=3600, minimum=1),
+        visibility_timeout=visibility_timeout,
         broker_connect_timeout=reader.number(
             "BROKER_CONNECT_TIMEOUT", default=3.0, minimum=0.1, maximum=60
         ),
@@ -179,6 +189,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         beat_lock_timeout=reader.integer("BEAT_LOCK_TIMEOUT", default=30, minimum=3),
         heartbeat_interval=reader.number("HEARTBEAT_INTERVAL", default=60.0, minimum=0.5),
     )
+
+
+def is_redis_url(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
 
 
 class _Reader:

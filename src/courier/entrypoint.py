@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,12 +52,8 @@ def version() -> int:
 def healthcheck() -> int:
     from courier.healthcheck import is_healthy
 
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        print(f"courier: configuration error: {error}", file=sys.stderr)
-        return exitcodes.UNHEALTHY
-    return exitcodes.OK if is_healthy(settings) else exitcodes.UNHEALTHY
+    settings = _settings_or_exit()
+    return exitcodes.OK if settings and is_healthy(settings) else exitcodes.UNHEALTHY
 
 
 def token() -> int:
@@ -75,7 +72,13 @@ def token() -> int:
 
 
 def run() -> int:
-    mode = environment().get("MODE", "").strip().lower() or "all"
+    try:
+        # `.env` values join the real environment (which wins), for the children too.
+        for name, value in environment().items():
+            os.environ.setdefault(name, value)
+    except ConfigError as error:
+        return _config_error(error)
+    mode = os.environ.get("MODE", "").strip().lower() or "all"
     if mode not in MODES:
         print(
             f"courier: unknown MODE {mode[:40]!r}; valid modes: {', '.join(MODES)}",
@@ -85,17 +88,19 @@ def run() -> int:
     settings = _settings_or_exit()
     if settings is None:
         return exitcodes.CONFIG
+    needs_token = settings.mode in ("api", "all") and not settings.api_tokens
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if needs_token:
+            os.environ["API_TOKENS"] = ensure_generated_token(settings)
+    except (OSError, ValueError):
+        return _config_error(ConfigError("DATA_DIR", "is not a writable directory of this user"))
 
     from courier.logs import configure_logging, get_logger
 
     configure_logging(settings)
     log = get_logger("courier.entrypoint")
-    # Children read the same variables: make values from `.env` part of the real environment.
-    for name, value in environment().items():
-        os.environ.setdefault(name, value)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.mode in ("api", "all") and not settings.api_tokens:
-        os.environ["API_TOKENS"] = ensure_generated_token(settings)
+    if needs_token:
         log.warning(
             "API_TOKENS is unset: generated an API token for this container; "
             "print it with `courier token` (docker exec CONTAINER courier token)",
@@ -107,7 +112,11 @@ def run() -> int:
     if settings.mode == "all":
         from courier.supervisor import supervise
 
-        return supervise({role: command(role, settings) for role in ("api", "worker", "beat")})
+        return supervise(
+            {role: command(role, settings) for role in ("api", "worker", "beat")},
+            # gunicorn's graceful timeout, and a margin for the worker's warm shutdown.
+            stop_timeout=settings.graceful_timeout + 5,
+        )
     argv = command(settings.mode, settings)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -123,22 +132,36 @@ def generated_token_file(settings: Settings) -> Path:
 
 
 def ensure_generated_token(settings: Settings) -> str:
-    """A token kept in the data directory (mode 0600), reused when the container restarts."""
+    """A token kept in the data directory (mode 0600), reused when the container restarts.
+
+    Only a file this user made, readable by nobody else, is reused; a new one is created
+    exclusively and never through a symlink.
+    """
     path = generated_token_file(settings)
-    if path.is_file():
-        return path.read_text(encoding="ascii").strip()
-    value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(value + "\n")
-    return value
+    try:
+        found = path.lstat()
+    except FileNotFoundError:
+        value = secrets.token_urlsafe(32)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(path, flags, 0o600), "w", encoding="ascii") as handle:
+            handle.write(value + "\n")
+        return value
+    if not stat.S_ISREG(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise ValueError(f"{path} is not a private file of this user")
+    return path.read_text(encoding="ascii").strip()
+
+
+def _config_error(error: ConfigError) -> int:
+    print(f"courier: configuration error: {error}", file=sys.stderr)
+    return exitcodes.CONFIG
 
 
 def _settings_or_exit() -> Settings | None:
+    """The settings, or None after reporting the bad variable on stderr."""
     try:
         return load_settings()
     except ConfigError as error:
-        print(f"courier: configuration error: {error}", file=sys.stderr)
+        _config_error(error)
         return None
 
 

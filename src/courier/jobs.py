@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from celery.result import AsyncResult
 
+from courier.catalog import PublicError
 from courier.celery_app import REQUEST_ID_HEADER, backend_key
 
 
@@ -61,7 +61,7 @@ class Jobs:
         record = json.dumps({"task": task, "submitted_at": time.time()})
         backend = self._celery.backend
         try:
-            backend.set(backend_key(f"job-{job_id}"), record)
+            backend.set(_record_key(job_id), record)
         except Exception as error:
             raise BrokerUnavailable("result backend") from error
         try:
@@ -70,22 +70,35 @@ class Jobs:
             )
         except Exception as error:
             with contextlib.suppress(Exception):  # best effort: the record expires anyway
-                backend.delete(backend_key(f"job-{job_id}"))
+                backend.delete(_record_key(job_id))
             raise BrokerUnavailable("broker") from error
         return job_id
 
     def status(self, job_id: str) -> JobStatus | None:
+        record_key = _record_key(job_id)
         try:
-            raw = self._celery.backend.get(backend_key(f"job-{job_id}"))
+            raw = self._celery.backend.get(record_key)
             if raw is None:
                 return None
             record = json.loads(raw)
-            result = AsyncResult(job_id, app=self._celery)
-            state = result.state
-            value = result.result
+            # One read of state and result together: never a state paired with another's result.
+            meta = self._celery.backend.get_task_meta(job_id)
         except Exception as error:
             raise BrokerUnavailable("result backend") from error
+        state, value = meta["status"], meta.get("result")
         if isinstance(value, BaseException):
-            error_info = {"type": type(value).__name__, "message": str(value)}
-            return JobStatus(job_id, record["task"], state, error=error_info)
+            return JobStatus(job_id, record["task"], state, error=describe_error(value))
         return JobStatus(job_id, record["task"], state, result=value)
+
+
+def describe_error(error: BaseException) -> dict[str, str]:
+    """What a client may see of a failed job: its exception type, and the message only of a
+    `PublicError` (others may carry hosts, queries or credentials)."""
+    described = {"type": type(error).__name__}
+    if isinstance(error, PublicError):
+        described["message"] = str(error)
+    return described
+
+
+def _record_key(job_id: str) -> bytes:
+    return backend_key(f"job-{job_id}")

@@ -65,6 +65,7 @@ def logging_config(log_level: str, log_format: str) -> dict[str, Any]:
 def configure_logging(settings: Settings) -> None:
     """Route structlog and the standard library to stdout in the configured format."""
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    logging.captureWarnings(True)  # Python warnings become log lines, not raw stderr
     structlog.configure(
         processors=[
             *_SHARED_PROCESSORS,

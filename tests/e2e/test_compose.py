@@ -106,6 +106,29 @@ class EventLog:
             stderr=subprocess.DEVNULL,
         )
 
+    def read(self) -> list[dict[str, Any]]:
+        """The events recorded so far (complete lines only: the stream may be mid-line)."""
+        text = self.path.read_text(encoding="utf-8")
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+    def wait_until_healthy(self, names: set[str], timeout: float) -> None:
+        """Poll until every container in `names` has a `health_status: healthy` event."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reported = {
+                e["Actor"]["Attributes"].get("name")
+                for e in self.read()
+                if e.get("Action") == "health_status: healthy"
+            }
+            if names <= reported:
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"no health_status: healthy event within {timeout}s for {names - reported}"
+                )
+            time.sleep(0.1)
+
     def stop(self) -> list[dict[str, Any]]:
         if self._process.poll() is None:
             self._process.terminate()
@@ -165,8 +188,8 @@ def deployment(
             print(project.logs()[-8000:])
             raise
         up_seconds = time.monotonic() - started
-        # Let the event stream catch up with the last health events before reading it.
-        time.sleep(1)
+        # `up --wait` returned: every container is healthy; wait for the event stream to say so.
+        event_log.wait_until_healthy({row["Name"] for row in project.ps()}, timeout=30)
         deployed = Deployment(project, port, token, up_seconds)
         deployed.events = event_log.stop()
         print(f"\n[e2e] compose project {project.name} up (healthy) in {up_seconds:.1f}s")

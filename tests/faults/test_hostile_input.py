@@ -281,10 +281,18 @@ def test_hostile_requests_get_clear_problems_and_never_reach_the_worker(
         worker = system.courier("worker", env)
         wait_worker_ready(worker)
         assert client.wait_for_job(control, timeout=60)["result"] == 42
-        time.sleep(2)  # anything else on the queue would have been received by now
+        # A sentinel queued after everything else: the queue is first in, first out, so once the
+        # worker has run it, anything queued before it has been received (and logged) too.
+        sentinel = client.submit("demo.add", {"a": 1, "b": 2})
+        assert client.wait_for_job(sentinel, timeout=60)["result"] == 3
+        wait_until(
+            lambda: ("demo.add", sentinel) in received_tasks(worker),
+            30,
+            what="the worker logging the sentinel received",
+        )
         received = received_tasks(worker)
         print(f"the worker received: {received}")
-        assert received == [("demo.add", control)]
+        assert received == [("demo.add", control), ("demo.add", sentinel)]
         forbidden = set(INTERNAL_TASKS + UNKNOWN_TASKS)
         assert not [name for name, _ in received if name in forbidden]
         assert int(redis_cli(redis, "LLEN", "celery")) == 0

@@ -4,6 +4,7 @@ the holder is killed the other takes over within the lock timeout.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime
 
@@ -48,7 +49,11 @@ def test_two_beats_send_once_and_fail_over(courier: Courier, redis_url: str) -> 
     window_start = time.time()
     time.sleep(WINDOW_SECONDS)
     window_end = time.time()
-    time.sleep(0.5)  # let the last heartbeat of the window reach the worker's log
+    # The first heartbeat run after the window: by then every heartbeat of the window is logged.
+    deadline = time.monotonic() + HEARTBEAT_INTERVAL * 5 + 5
+    while heartbeats_between(worker, window_end, math.inf) == 0:
+        assert time.monotonic() < deadline, "no heartbeat ran after the window"
+        time.sleep(0.1)
 
     holders = [beat for beat in beats if beat.events(HOLDING)]
     assert len(holders) == 1, f"beats holding the lock: {holders}"

@@ -40,7 +40,11 @@ def test_sigterm_lets_the_running_job_finish(courier: Courier, redis_url: str) -
 
 @pytest.mark.timeout(120)
 def test_job_of_a_killed_worker_is_redelivered(courier: Courier, redis_url: str) -> None:
-    env = {"VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)}
+    # No job may outlive its visibility timeout (courier refuses the combination).
+    env = {
+        "VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        "TASK_TIME_LIMIT": str(VISIBILITY_TIMEOUT - 1),
+    }
     first = courier.start("worker", redis_url, name="worker-killed", **env)
     api = courier.start("api", redis_url, **env)
     api.wait_http()

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import base64
 import json
+import string
 import time
 import uuid
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from celery import Celery
 from falcon import testing
 
+from courier import buildinfo
 from courier.buildinfo import build_info
 from courier.config import Settings
-from courier.demo.tasks import HEARTBEAT_KEY
+from courier.demo.tasks import HEARTBEAT_KEY, TransientError
 from courier.logs import configure_logging
 from tests.unit.conftest import (
     AUTH,
@@ -29,6 +35,7 @@ from tests.unit.conftest import (
 JSON = {"Content-Type": "application/json"}
 PUBLIC_TASKS = {"demo.add", "demo.sleep", "demo.flaky"}
 ADD = {"task": "demo.add", "args": {"a": 1, "b": 2}}
+VERSION_TEMPLATE = Path(__file__).resolve().parents[2] / "VERSION.tmpl"
 
 
 def assert_problem(result: testing.Result, status: int) -> dict[str, Any]:
@@ -62,12 +69,68 @@ def test_healthz(client: testing.TestClient) -> None:
     assert result.json == {"status": "ok"}
 
 
-def test_version(client: testing.TestClient) -> None:
+@pytest.fixture
+def package_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty folder that `courier.buildinfo` takes for the installed package's folder."""
+    folder = tmp_path / "package"
+    folder.mkdir()
+
+    def files(package: str) -> Path:
+        assert package == "courier"
+        return folder
+
+    monkeypatch.setattr(buildinfo, "resources", SimpleNamespace(files=files))
+    build_info.cache_clear()
+    yield folder
+    build_info.cache_clear()
+
+
+def render_build_info(folder: Path, values: dict[str, str]) -> None:
+    """Write build_info.json as the image build does: VERSION.tmpl through string.Template."""
+    template = string.Template(VERSION_TEMPLATE.read_text(encoding="utf-8"))
+    (folder / "build_info.json").write_text(template.substitute(values), encoding="utf-8")
+
+
+def test_version_reports_the_build_info_the_image_wrote(
+    client: testing.TestClient, package_dir: Path
+) -> None:
+    render_build_info(
+        package_dir,
+        {
+            "VERSION": "9.8.7-rc.1",
+            "GIT_SHA": "0123456789abcdef0123456789abcdef01234567",
+            "BUILD_DATE": "2031-02-03T04:05:06Z",
+        },
+    )
     result = client.simulate_get("/version")
     assert result.status_code == 200
-    assert result.json == build_info().as_dict()
-    assert set(result.json) == {"version", "commit", "build_date"}
-    assert all(isinstance(value, str) and value for value in result.json.values())
+    assert result.json == {
+        "version": "9.8.7-rc.1",
+        "commit": "0123456789abcdef0123456789abcdef01234567",
+        "build_date": "2031-02-03T04:05:06Z",
+    }
+
+
+def test_version_reports_unknown_for_empty_build_values(
+    client: testing.TestClient, package_dir: Path
+) -> None:
+    render_build_info(package_dir, {"VERSION": "1.2.3", "GIT_SHA": "", "BUILD_DATE": ""})
+    result = client.simulate_get("/version")
+    assert result.status_code == 200
+    assert result.json == {"version": "1.2.3", "commit": "unknown", "build_date": "unknown"}
+
+
+@pytest.mark.parametrize("content", [None, "not json {", "[]"], ids=["absent", "broken", "array"])
+def test_version_without_a_usable_build_info_falls_back_to_the_installed_version(
+    client: testing.TestClient, package_dir: Path, content: str | None
+) -> None:
+    if content is not None:
+        (package_dir / "build_info.json").write_text(content, encoding="utf-8")
+    installed = metadata.version("courier")
+    assert installed != "unknown"
+    result = client.simulate_get("/version")
+    assert result.status_code == 200
+    assert result.json == {"version": installed, "commit": "unknown", "build_date": "unknown"}
 
 
 def test_readyz_in_the_embedded_mode(client: testing.TestClient) -> None:
@@ -137,8 +200,10 @@ def test_job_result_and_error_come_from_the_result_backend(
     _, celery = embedded
     done = client.simulate_post("/v1/jobs", json=ADD, headers=AUTH).json["id"]
     failed = client.simulate_post("/v1/jobs", json=ADD, headers=AUTH).json["id"]
+    public = client.simulate_post("/v1/jobs", json=ADD, headers=AUTH).json["id"]
     celery.backend.store_result(done, 3, "SUCCESS")
-    celery.backend.store_result(failed, ZeroDivisionError("no luck"), "FAILURE")
+    celery.backend.store_result(failed, ZeroDivisionError("db at 10.0.0.7 said no"), "FAILURE")
+    celery.backend.store_result(public, TransientError("try later"), "FAILURE")
 
     assert client.simulate_get(f"/v1/jobs/{done}", headers=AUTH).json == {
         "id": done,
@@ -150,7 +215,11 @@ def test_job_result_and_error_come_from_the_result_backend(
         "id": failed,
         "task": "demo.add",
         "state": "FAILURE",
-        "error": {"type": "ZeroDivisionError", "message": "no luck"},
+        "error": {"type": "ZeroDivisionError"},  # a message may hold internals: not shown
+    }
+    assert client.simulate_get(f"/v1/jobs/{public}", headers=AUTH).json["error"] == {
+        "type": "TransientError",
+        "message": "try later",
     }
 
 

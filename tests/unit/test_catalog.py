@@ -121,11 +121,16 @@ def test_demo_tasks_are_public_and_the_heartbeat_is_not() -> None:
 
 
 def test_a_name_cannot_be_made_public_twice() -> None:
-    import courier.demo.tasks  # noqa: F401 - registers the public tasks
+    from courier.demo.tasks import add
 
     with pytest.raises(ValueError, match=r"demo\.add"):
-        public("demo.add", "again")(lambda: None)
+        public("again")(add)
     assert catalog()["demo.add"].description == "Add two numbers."
+
+
+def test_public_takes_the_name_the_task_is_registered_with() -> None:
+    with pytest.raises(TypeError, match="Celery task"):
+        public("not a task")(lambda: None)
 
 
 def test_whole_floats_are_integers_as_json_schema_reads_them() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from courier.config import ConfigError, load_settings, redact_url
+from courier.config import ConfigError, load_settings
 from tests.unit.conftest import COURIER_VARIABLES
 
 REDIS = "redis://redis:6379/0"
@@ -253,8 +253,10 @@ def test_soft_time_limit_follows_the_hard_limit(data_dir: Path) -> None:
     def soft(**environ: str) -> int:
         return load_settings({"DATA_DIR": str(data_dir), **environ}).task_soft_time_limit
 
-    assert soft(TASK_TIME_LIMIT="100") == 70
-    assert soft(TASK_TIME_LIMIT="10") == 1
+    assert soft() == 270
+    assert soft(TASK_TIME_LIMIT="100") == 90
+    assert soft(TASK_TIME_LIMIT="10") == 9
+    assert soft(TASK_TIME_LIMIT="1") == 1
     assert soft(TASK_TIME_LIMIT="60", TASK_SOFT_TIME_LIMIT="60") == 60
 
 
@@ -311,21 +313,49 @@ def test_process_environment_is_read_without_an_argument(
 
 
 @pytest.mark.parametrize(
-    ("url", "shown"),
+    ("environ", "variable"),
     [
-        ("redis://:s3cret@redis:6379/0", "redis://:***@redis:6379/0"),
-        ("amqp://user:s3cret@rabbit:5672//", "amqp://user:***@rabbit:5672//"),
-        ("redis://s3cret:s3cret@redis/0", "redis://s3cret:***@redis/0"),
-        ("rediss://user:p%40ss@redis:6380/1", "rediss://user:***@redis:6380/1"),
-        ("redis://redis:6379/0", "redis://redis:6379/0"),
-        ("redis://user@redis:6379/0", "redis://user@redis:6379/0"),
-        ("filesystem://", "filesystem://"),
+        ({"CELERY_BROKER_URL": "redis://:pw@elsewhere:6379/0"}, "CELERY_BROKER_URL"),
+        ({"CELERY_RESULT_BACKEND": "redis://elsewhere:6379/1"}, "CELERY_RESULT_BACKEND"),
+        ({"DATA_DIR": "relative/dir"}, "DATA_DIR"),
+        ({"MODE": "worker", "BROKER_URL": "filesystem://"}, "BROKER_URL"),
+        ({"MODE": "api", "BROKER_URL": REDIS, "RESULT_BACKEND": "file:///srv/r"}, "RESULT_BACKEND"),
+        ({"BROKER_URL": REDIS, "VISIBILITY_TIMEOUT": "300"}, "VISIBILITY_TIMEOUT"),
+        (
+            {"BROKER_URL": REDIS, "VISIBILITY_TIMEOUT": "60", "TASK_TIME_LIMIT": "90"},
+            "VISIBILITY_TIMEOUT",
+        ),
     ],
 )
-def test_redact_url(url: str, shown: str) -> None:
-    assert redact_url(url) == shown
+def test_unsafe_combinations_are_refused(
+    data_dir: Path, environ: dict[str, str], variable: str
+) -> None:
+    error = load(data_dir, **environ)
+    assert error.variable == variable
+    assert "pw@" not in str(error)
 
 
-def test_redact_url_of_an_unparsable_url_shows_nothing_of_it() -> None:
-    shown = redact_url("redis://:s3cret@[::1/0")
-    assert "s3cret" not in shown
+def test_visibility_timeout_is_free_with_rabbitmq(data_dir: Path) -> None:
+    settings = load_settings(
+        {
+            "DATA_DIR": str(data_dir),
+            "BROKER_URL": "amqp://rabbit//",
+            "RESULT_BACKEND": REDIS,
+            "VISIBILITY_TIMEOUT": "10",
+        }
+    )
+    assert settings.visibility_timeout == 10
+
+
+def test_dotenv_inline_comments_are_dropped_as_compose_does(data_dir: Path) -> None:
+    Path(".env").write_text(
+        'LOG_LEVEL=DEBUG # chatty\nAPI_TOKENS="abc#defghijklmnopq"\n', encoding="utf-8"
+    )
+    settings = load_settings({"DATA_DIR": str(data_dir)})
+    assert settings.log_level == "DEBUG"
+    assert settings.api_tokens == ("abc#defghijklmnopq",)
+
+
+def test_unreadable_dotenv_is_a_configuration_error(data_dir: Path) -> None:
+    Path(".env").write_bytes(b"PORT=\xff\xfe\n")
+    assert load(data_dir).variable == ".env"

@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -161,21 +162,18 @@ def test_worker_healthcheck_reads_the_liveness_file(courier: Run, data_dir: Path
     assert courier("healthcheck", **environ).returncode == 1
 
 
-def test_beat_healthcheck_reads_the_pidfile(courier: Run, data_dir: Path) -> None:
+def test_beat_healthcheck_reads_the_liveness_file(courier: Run, data_dir: Path) -> None:
+    """Not the pidfile: in a container beat is PID 1, and PID 1 always looks alive."""
     environ = {"MODE": "beat", "BROKER_URL": dead_redis_url()}
-    pidfile = data_dir / "beat.pid"
-
+    (data_dir / "beat.pid").write_text("1\n", encoding="ascii")
     assert courier("healthcheck", **environ).returncode == 1
 
-    pidfile.write_text(f"{os.getpid()}\n", encoding="ascii")
+    alive = data_dir / "beat.alive"
+    alive.touch()
     assert courier("healthcheck", **environ).returncode == 0
 
-    finished = subprocess.Popen([sys.executable, "-c", "pass"])
-    finished.wait()
-    pidfile.write_text(f"{finished.pid}\n", encoding="ascii")
-    assert courier("healthcheck", **environ).returncode == 1
-
-    pidfile.write_text("not a pid\n", encoding="ascii")
+    stale = time.time() - 120
+    os.utime(alive, (stale, stale))
     assert courier("healthcheck", **environ).returncode == 1
 
 
@@ -349,3 +347,20 @@ def test_embedded_all_mode(data_dir: Path, tmp_path: Path, courier: Run) -> None
     added = [line for line in lines if line.get("event") == "added"]
     assert [line.get("request_id") for line in added] == [request_id]
     assert "Traceback" not in output
+
+
+def test_all_mode_exits_70_when_a_role_dies(data_dir: Path, tmp_path: Path) -> None:
+    """The API cannot bind its port: the supervisor stops the others and reports the failure."""
+    log = tmp_path / "all.log"
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # noqa: S104 - the API binds every interface too
+        taken.listen()
+        port = taken.getsockname()[1]
+        with started(data_dir, log, PORT=str(port), API_TOKENS=TOKEN) as process:
+            code = process.wait(timeout=90)
+    output = log.read_text(errors="replace")
+    assert code == 70, output[-3000:]
+    assert any(
+        line.get("event") == "a role exited; stopping the others" and line.get("role") == "api"
+        for line in parse_json_lines(output)
+    ), output[-3000:]

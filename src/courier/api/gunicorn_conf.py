@@ -1,5 +1,7 @@
 """gunicorn settings from courier's settings: `--config python:courier.api.gunicorn_conf`."""
 
+import os
+
 from courier.config import load_settings
 from courier.logs import logging_config
 
@@ -19,8 +21,9 @@ accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 logconfig_dict = logging_config(_settings.log_level, _settings.log_format)
-# Heartbeat files of the workers: in memory, the root filesystem may be read-only.
-worker_tmp_dir = "/dev/shm"  # noqa: S108
+# Heartbeat files of the workers: in memory where there is /dev/shm (the root filesystem may be
+# read-only), else in the data directory.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else str(_settings.data_dir)  # noqa: S108
 proc_name = "courier-api"
 # No control socket: it would be written under $HOME, which is read-only in the image.
 control_socket_disable = True

@@ -139,7 +139,8 @@ class JobCollectionResource:
             },
             ok_status=202,
             errors=(400, 413, 415, 422, 503),
-            request_schema={"oneOf": submissions},
+            # `oneOf` needs at least one alternative: a catalog may be empty while forking.
+            request_schema={"oneOf": submissions} if submissions else {"type": "object"},
         )
 
 
@@ -153,7 +154,8 @@ class JobResource:
                 "properties": {
                     "id": {"type": "string", "format": "uuid"},
                     "task": {"type": "string"},
-                    "state": {"enum": JOB_STATES},
+                    # Celery's states, or a task's own (`update_state(state="PROGRESS")`).
+                    "state": {"type": "string", "examples": JOB_STATES},
                     "result": {},
                     "error": {
                         "type": "object",

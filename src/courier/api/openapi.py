@@ -4,6 +4,7 @@ operations in an `openapi` mapping (method -> operation), built with `operation(
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 import falcon
@@ -55,7 +56,7 @@ def operation(
     }
     for status in sorted({*errors, *(() if public else (401,))}):
         responses[str(status)] = {
-            "description": _REASONS[status],
+            "description": _REASONS.get(status) or HTTPStatus(status).phrase,
             "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
         }
     op: dict[str, Any] = {"summary": summary, "responses": responses}

@@ -8,7 +8,7 @@ import time
 
 from celery import Celery, Task
 
-from courier.catalog import Param, public
+from courier.catalog import Param, PublicError, public
 from courier.celery_app import app, backend_key
 from courier.logs import get_logger
 
@@ -18,12 +18,11 @@ MAX_SLEEP_SECONDS = 60
 log = get_logger("courier.demo")
 
 
-class TransientError(Exception):
+class TransientError(PublicError):
     """A failure worth retrying, like a timeout talking to another service."""
 
 
 @public(
-    "demo.add",
     "Add two numbers.",
     Param("a", "number", "first addend", minimum=-1e15, maximum=1e15),
     Param("b", "number", "second addend", minimum=-1e15, maximum=1e15),
@@ -36,7 +35,6 @@ def add(a: float, b: float) -> float:
 
 
 @public(
-    "demo.sleep",
     "Sleep, then return the seconds slept.",
     Param("seconds", "number", "how long to sleep", minimum=0, maximum=MAX_SLEEP_SECONDS),
 )
@@ -49,7 +47,6 @@ def sleep(seconds: float) -> float:
 
 
 @public(
-    "demo.flaky",
     "Fail with a transient error `failures` times, then succeed; retried with backoff.",
     Param("failures", "integer", "how many attempts fail first", minimum=0, maximum=3),
 )
