@@ -27,13 +27,14 @@ MIN_TOKEN_LENGTH: Final = 16
 REDIS_TLS_OPTIONS: Final = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 REDIS_CERT_REQS: Final = ("required", "optional", "none")
 DOTENV_FILE: Final = ".env"
-# Celery reads these ahead of its own settings: set, they would bypass courier's validation.
-CELERY_OVERRIDES: Final = (
-    "CELERY_BROKER_URL",
-    "CELERY_BROKER_READ_URL",
-    "CELERY_BROKER_WRITE_URL",
-    "CELERY_RESULT_BACKEND",
-)
+# Celery reads these ahead of its own settings: different from ours, they would bypass courier's
+# validation. (Celery's command line copies BROKER_URL and RESULT_BACKEND into them itself.)
+CELERY_OVERRIDES: Final = {
+    "CELERY_BROKER_URL": "BROKER_URL",
+    "CELERY_BROKER_READ_URL": "BROKER_URL",
+    "CELERY_BROKER_WRITE_URL": "BROKER_URL",
+    "CELERY_RESULT_BACKEND": "RESULT_BACKEND",
+}
 
 T = TypeVar("T")
 
@@ -113,9 +114,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise `ConfigError` for the first bad variable."""
     env = environment(environ)
     reader = _Reader(env)
-    for name in CELERY_OVERRIDES:
-        if env.get(name):
-            raise ConfigError(name, "would override courier's settings; set BROKER_URL instead")
+    for name, ours in CELERY_OVERRIDES.items():
+        value = env.get(name, "").strip()
+        if value and value != env.get(ours, "").strip():
+            raise ConfigError(name, f"would override {ours}; set {ours} instead")
 
     mode = reader.choice("MODE", MODES, default="all")
     broker_url = env.get("BROKER_URL", "").strip()

@@ -335,6 +335,20 @@ def test_unsafe_combinations_are_refused(
     assert "pw@" not in str(error)
 
 
+def test_celery_copies_of_our_urls_are_accepted(data_dir: Path) -> None:
+    """`celery` copies BROKER_URL and RESULT_BACKEND into its own variables: same values, fine."""
+    settings = load_settings(
+        {
+            "DATA_DIR": str(data_dir),
+            "BROKER_URL": REDIS,
+            "CELERY_BROKER_URL": REDIS,
+            "RESULT_BACKEND": "redis://redis:6379/1",
+            "CELERY_RESULT_BACKEND": "redis://redis:6379/1",
+        }
+    )
+    assert settings.broker_url == REDIS
+
+
 def test_visibility_timeout_is_free_with_rabbitmq(data_dir: Path) -> None:
     settings = load_settings(
         {
