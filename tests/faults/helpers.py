@@ -90,10 +90,10 @@ def docker_stop(container: DockerContainer, grace: int) -> float:
 
 
 def docker_kill(container: DockerContainer) -> float:
-    """`docker kill` (SIGKILL); the wall-clock time of the kill."""
-    killed_at = time.time()
+    """`docker kill` (SIGKILL); the wall-clock time once the signal was delivered (a line the
+    container logged just before it carries an earlier timestamp)."""
     container.get_wrapped_container().kill()
-    return killed_at
+    return time.time()
 
 
 def python_script(
