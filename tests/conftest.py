@@ -8,6 +8,7 @@ Image references come from the same variables as the build and compose (`REDIS_I
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -26,6 +27,13 @@ _MARKER_BY_FOLDER = {
 
 # Testcontainers' reaper image cannot always be pulled; fixtures remove their own containers.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (bound once, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def redis_image() -> str:

@@ -5,7 +5,6 @@ started from the built image on a `tests.stack.Stack`, and readers of the contai
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -150,12 +149,6 @@ def wait_for_lines(
 def timestamp(line: dict[str, Any]) -> float:
     """The line's ISO 8601 `timestamp` as seconds since the epoch."""
     return datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00")).timestamp()
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def as_json(response: requests.Response) -> dict[str, Any]:

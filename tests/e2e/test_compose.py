@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import failed, redis_image
+from tests.conftest import failed, free_port, redis_image
 from tests.e2e.compose import ComposeProject, compose_environment, run
-from tests.e2e.system import NONROOT, events, free_loopback_port, is_worker_ready, wait_for_lines
+from tests.e2e.system import NONROOT, events, is_worker_ready, wait_for_lines
 from tests.stack import ApiClient
 
 COURIER_SERVICES = ("api", "worker", "beat")
@@ -158,7 +158,7 @@ def deployment(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     directory = tmp_path_factory.mktemp("compose-project")
-    port = free_loopback_port()
+    port = free_port()
     token = secrets.token_urlsafe(32)
     project = ComposeProject(
         directory,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import failed
+from tests.conftest import failed, free_port
 from tests.logs import parse_json_lines
 
 LOOPBACK = "127.0.0.1"
@@ -56,13 +55,6 @@ INHERITED_SETTINGS = (
     "HEARTBEAT_INTERVAL",
     "GUNICORN_CMD_ARGS",
 )
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_environment(overrides: Mapping[str, str]) -> dict[str, str]:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import requests
 
+from tests.conftest import free_port
 from tests.containers import LOOPBACK, redis_container, start_redis
-from tests.integration.processes import ApiClient, Courier, free_port
+from tests.integration.processes import ApiClient, Courier
 from tests.integration.services import LABELS, RedisServer, container_name
 
 PROBLEM_JSON = "application/problem+json"

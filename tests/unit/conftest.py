@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from falcon import testing
 from courier.api.app import create_app
 from courier.celery_app import create_celery
 from courier.config import Settings, load_settings
+from tests.conftest import free_port
 
 # 32 characters; never appears in any fixture data other than as the configured token.
 TOKEN = "unit-token-Qw7Zp2Lk9Xv4Rt6Yb3Nm8"
@@ -27,14 +27,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 COURIER_VARIABLES = frozenset(field.name.upper() for field in dataclasses.fields(Settings))
 
 assert len(TOKEN) == 32
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (bound once, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def dead_redis_url() -> str:

@@ -21,8 +21,9 @@ import requests
 from courier.buildinfo import build_info
 from courier.config import load_settings
 from courier.entrypoint import ensure_generated_token
+from tests.conftest import free_port
 from tests.logs import parse_json_lines
-from tests.unit.conftest import TOKEN, clean_environ, dead_redis_url, free_port
+from tests.unit.conftest import TOKEN, clean_environ, dead_redis_url
 
 SECRET = "s3cretpass"
 Run = Callable[..., subprocess.CompletedProcess[str]]
