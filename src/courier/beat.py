@@ -46,7 +46,6 @@ class LockedScheduler(PersistentScheduler):
         super().setup_schedule()
         settings: Settings = self.app.conf.courier_settings
         self._liveness = liveness_file("beat", settings)
-        self._tick_limit = float(self.app.conf.beat_max_loop_interval)
         if settings.beat_lock_url:
             client = redis.Redis.from_url(
                 settings.beat_lock_url,
@@ -63,8 +62,10 @@ class LockedScheduler(PersistentScheduler):
         if claim is Claim.STANDBY:
             self._hold_back_entries()
         if claim is not Claim.HOLDING:
-            return self._tick_limit
-        return float(min(super().tick(*args, **kwargs), self._tick_limit))
+            return float(self.max_interval)
+        # Celery caps the delay at max_interval (beat_max_loop_interval): the lock is renewed,
+        # and the liveness file touched, at least that often.
+        return float(super().tick(*args, **kwargs))
 
     def close(self) -> None:
         if self._lock is not None and self._holding:

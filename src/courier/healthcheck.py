@@ -34,19 +34,10 @@ def loop_is_alive(role: str, settings: Settings) -> bool:
     return age < LIVENESS_STALE_AFTER
 
 
-def worker_is_healthy(settings: Settings) -> bool:
-    return loop_is_alive("worker", settings)
-
-
-def beat_is_healthy(settings: Settings) -> bool:
-    return loop_is_alive("beat", settings)
-
-
 def is_healthy(settings: Settings) -> bool:
-    checks = {
-        "api": (api_is_healthy,),
-        "worker": (worker_is_healthy,),
-        "beat": (beat_is_healthy,),
-        "all": (api_is_healthy, worker_is_healthy, beat_is_healthy),
-    }[settings.mode]
-    return all(check(settings) for check in checks)
+    """Every role of this container answers: the API over HTTP, worker and beat by their file."""
+    roles = ("api", "worker", "beat") if settings.mode == "all" else (settings.mode,)
+    return all(
+        api_is_healthy(settings) if role == "api" else loop_is_alive(role, settings)
+        for role in roles
+    )
