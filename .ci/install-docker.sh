@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
 # Install and start a Docker engine (26.x) with buildx and compose on Debian 12, from Debian's
-# trixie packages pinned low so the rest of the system stays on bookworm. Idempotent.
+# trixie packages pinned low so the rest of the system stays on bookworm; the engine uses the
+# containerd image store (multi-platform images and attestations live in the local engine).
+# Idempotent: an engine that already answers on the containerd store is left alone; one on the
+# classic store is restarted on it.
+#
+# The Debian archive is the one this machine's apt already uses (DEBIAN_MIRROR overrides it).
 set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib/debian-mirror.sh
+source "$HERE/../scripts/lib/debian-mirror.sh"
 
-if docker info >/dev/null 2>&1; then
-    echo "docker engine already answers"
+DAEMON_JSON=/etc/docker/daemon.json
+
+on_containerd_store() {
+    docker info --format '{{json .DriverStatus}}' 2>/dev/null | grep -q 'io.containerd.snapshotter'
+}
+
+if docker info >/dev/null 2>&1 && on_containerd_store; then
+    echo "docker engine already answers (containerd image store)"
     exit 0
 fi
 
 if ! command -v dockerd >/dev/null 2>&1 || ! docker buildx version >/dev/null 2>&1 || ! docker compose version >/dev/null 2>&1; then
-    cat > /etc/apt/sources.list.d/trixie.sources <<'SOURCES'
+    mirror=$(debian_mirror)
+    cat > /etc/apt/sources.list.d/trixie.sources <<SOURCES
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: ${mirror}
 Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
@@ -22,11 +37,32 @@ SOURCES
         docker.io/trixie docker-buildx/trixie docker-compose/trixie mmdebstrap iptables >/dev/null
 fi
 
+mkdir -p "$(dirname "$DAEMON_JSON")"
+python3 - "$DAEMON_JSON" <<'PY'
+import json, pathlib, sys
+
+path = pathlib.Path(sys.argv[1])
+config = json.loads(path.read_text()) if path.is_file() and path.read_text().strip() else {}
+config.setdefault("features", {})["containerd-snapshotter"] = True
+path.write_text(json.dumps(config, indent=2) + "\n")
+PY
+
+# An engine on the classic store (a reused machine): stop it, then start it on the new store.
+if pid=$(pgrep -x dockerd); then
+    echo "restarting the docker engine on the containerd image store"
+    kill "$pid"
+    for _ in $(seq 1 30); do
+        pgrep -x dockerd >/dev/null || break
+        sleep 1
+    done
+fi
+
 # A docker client elsewhere on PATH may shadow the packaged one; the engine is what matters.
 setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &
 for _ in $(seq 1 60); do
     if docker info >/dev/null 2>&1; then
-        echo "docker engine is up: $(docker version --format '{{.Server.Version}}')"
+        on_containerd_store || { echo "docker engine is not on the containerd image store" >&2; exit 1; }
+        echo "docker engine is up: $(docker version --format '{{.Server.Version}}'), containerd image store"
         exit 0
     fi
     sleep 1
