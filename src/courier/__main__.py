@@ -1,5 +1,5 @@
-"""`python -m courier`: see `courier.entrypoint`."""
+"""`python -m courier`: see `courier.process.entrypoint`."""
 
-from courier.entrypoint import main
+from courier.process.entrypoint import main
 
 raise SystemExit(main())

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from courier.config import Settings
+from courier.settings import Settings
 
 _SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,

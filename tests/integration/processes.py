@@ -2,9 +2,8 @@
 
 Each process is `python -m courier` (the same entrypoint as the image) in its own session, with a
 clean environment, its own data directory (also its working directory, so no `.env` is read) and
-its output in a log file. The API binds 127.0.0.1 only (`GUNICORN_CMD_ARGS` overrides the bind of
-the gunicorn config). Stopping sends SIGTERM to the process, as `docker stop` does to PID 1, and
-kills the whole process group after a timeout.
+its output in a log file. The API binds 127.0.0.1 only (`HOST`). Stopping sends SIGTERM to the
+process, as `docker stop` does to PID 1, and kills the whole process group after a timeout.
 """
 
 from __future__ import annotations
@@ -22,6 +21,8 @@ from typing import Any
 import pytest
 import requests
 
+from courier.demo.settings import DemoSettings
+from courier.settings import Settings, setting_variables
 from tests.conftest import failed, free_port
 from tests.logs import parse_json_lines
 
@@ -31,30 +32,8 @@ STOP_TIMEOUT = 20.0
 TERMINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 # Set on a test (and its parents) that failed: fixtures then print their processes' logs.
 
-# Every variable courier reads (see courier.config), plus what would change its servers' behaviour.
-INHERITED_SETTINGS = (
-    "MODE",
-    "PORT",
-    "BROKER_URL",
-    "RESULT_BACKEND",
-    "API_TOKENS",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "WEB_CONCURRENCY",
-    "WORKER_CONCURRENCY",
-    "DATA_DIR",
-    "MAX_BODY_BYTES",
-    "GRACEFUL_TIMEOUT",
-    "TASK_TIME_LIMIT",
-    "TASK_SOFT_TIME_LIMIT",
-    "RESULT_EXPIRES",
-    "VISIBILITY_TIMEOUT",
-    "BROKER_CONNECT_TIMEOUT",
-    "BEAT_LOCK_URL",
-    "BEAT_LOCK_TIMEOUT",
-    "HEARTBEAT_INTERVAL",
-    "GUNICORN_CMD_ARGS",
-)
+# Every variable courier and the demo read.
+INHERITED_SETTINGS = setting_variables(Settings, DemoSettings)
 
 
 def clean_environment(overrides: Mapping[str, str]) -> dict[str, str]:
@@ -331,7 +310,7 @@ class Courier:
         if mode == "api":
             port = free_port()
             settings["PORT"] = str(port)
-            settings["GUNICORN_CMD_ARGS"] = f"--bind {LOOPBACK}:{port}"
+            settings["HOST"] = LOOPBACK
         settings.update(env)
         process = CourierProcess(name, self.base_dir / name, settings)
         self.processes.append(process)

@@ -4,7 +4,6 @@ real Redis URL that nobody listens on."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -12,19 +11,20 @@ from pathlib import Path
 
 import pytest
 import structlog
-from celery import Celery
 from falcon import testing
 
 from courier.api.app import create_app
-from courier.celery_app import create_celery
-from courier.config import Settings, load_settings
+from courier.demo.settings import DemoSettings
+from courier.plugin import Plugin, load_plugin
+from courier.queue.app import CourierCelery, create_celery
+from courier.settings import DEFAULT_PLUGIN, Settings, load_settings, setting_variables
 from tests.conftest import free_port
 
 # 32 characters; never appears in any fixture data other than as the configured token.
 TOKEN = "unit-token-Qw7Zp2Lk9Xv4Rt6Yb3Nm8"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-# Every variable courier reads: the upper-cased fields of Settings.
-COURIER_VARIABLES = frozenset(field.name.upper() for field in dataclasses.fields(Settings))
+# Every variable courier and the demo read, from their declarations.
+COURIER_VARIABLES = setting_variables(Settings, DemoSettings)
 
 assert len(TOKEN) == 32
 
@@ -47,6 +47,15 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 SettingsFactory = Callable[..., Settings]
 
 
+def demo_plugin(**environ: str) -> Plugin:
+    """The default plugin (the demo), with its settings read from `environ`."""
+    return load_plugin(DEFAULT_PLUGIN, environ)
+
+
+def celery_for(settings: Settings, **environ: str) -> CourierCelery:
+    return create_celery(settings, demo_plugin(**environ))
+
+
 @pytest.fixture
 def make_settings(data_dir: Path) -> SettingsFactory:
     """Settings from an environment dict: DATA_DIR and API_TOKENS preset, overridable."""
@@ -63,13 +72,14 @@ ClientFactory = Callable[..., testing.TestClient]
 @pytest.fixture
 def make_client(make_settings: SettingsFactory) -> Iterator[ClientFactory]:
     """A test client on the real app, for settings built from an environment dict."""
-    apps: list[Celery] = []
+    apps: list[CourierCelery] = []
 
     def make(**environ: str) -> testing.TestClient:
         settings = make_settings(**environ)
-        celery = create_celery(settings)
+        plugin = demo_plugin(**environ)
+        celery = create_celery(settings, plugin)
         apps.append(celery)
-        return testing.TestClient(create_app(settings, celery))
+        return testing.TestClient(create_app(settings, celery, plugin))
 
     yield make
     for celery in apps:
@@ -77,18 +87,18 @@ def make_client(make_settings: SettingsFactory) -> Iterator[ClientFactory]:
 
 
 @pytest.fixture
-def embedded(make_settings: SettingsFactory) -> Iterator[tuple[Settings, Celery]]:
+def embedded(make_settings: SettingsFactory) -> Iterator[tuple[Settings, CourierCelery]]:
     settings = make_settings()
-    celery = create_celery(settings)
+    celery = celery_for(settings)
     yield settings, celery
     celery.close()
 
 
 @pytest.fixture
-def client(embedded: tuple[Settings, Celery]) -> testing.TestClient:
+def client(embedded: tuple[Settings, CourierCelery]) -> testing.TestClient:
     """The API in the embedded mode: POST /v1/jobs writes a real message file."""
     settings, celery = embedded
-    return testing.TestClient(create_app(settings, celery))
+    return testing.TestClient(create_app(settings, celery, celery.plugin))
 
 
 @pytest.fixture
@@ -127,6 +137,7 @@ def clean_environ(data_dir: Path, **overrides: str) -> dict[str, str]:
     """This process's environment without any courier variable, plus DATA_DIR and overrides."""
     env = {k: v for k, v in os.environ.items() if k not in COURIER_VARIABLES}
     env["DATA_DIR"] = str(data_dir)
+    env["HOST"] = "127.0.0.1"  # an API started by a test listens on the loopback interface only
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)
     return env

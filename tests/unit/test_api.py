@@ -20,9 +20,9 @@ from falcon import testing
 
 from courier import buildinfo
 from courier.buildinfo import build_info
-from courier.config import Settings
 from courier.demo.tasks import HEARTBEAT_KEY, TransientError
 from courier.logs import configure_logging
+from courier.settings import Settings
 from tests.unit.conftest import (
     AUTH,
     TOKEN,

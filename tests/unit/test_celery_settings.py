@@ -6,21 +6,22 @@ from pathlib import Path
 
 from celery import signals
 
-from courier.celery_app import PATIENT_RETRY_POLICY, PUBLISH_RETRY_POLICY, create_celery
-from courier.config import load_settings
+from courier.queue.app import PATIENT_RETRY_POLICY, PUBLISH_RETRY_POLICY
+from courier.settings import load_settings
+from tests.unit.conftest import celery_for
 
 REDIS = "redis://redis:6379/0"
 
 
 def test_the_api_fails_fast(data_dir: Path) -> None:
-    celery = create_celery(load_settings({"DATA_DIR": str(data_dir), "BROKER_URL": REDIS}))
+    celery = celery_for(load_settings({"DATA_DIR": str(data_dir), "BROKER_URL": REDIS}))
     assert celery.conf.task_publish_retry_policy == PUBLISH_RETRY_POLICY
     assert celery.backend.always_retry is False
     assert celery.backend.retry_policy["max_retries"] == PUBLISH_RETRY_POLICY["max_retries"]
 
 
 def test_a_worker_waits_out_a_broker_restart(data_dir: Path) -> None:
-    celery = create_celery(load_settings({"DATA_DIR": str(data_dir), "BROKER_URL": REDIS}))
+    celery = celery_for(load_settings({"DATA_DIR": str(data_dir), "BROKER_URL": REDIS}))
     # What `celery worker` sends before it builds anything (the backend included).
     signals.celeryd_init.send(sender="worker@test", instance=None, conf=celery.conf, options={})
     assert celery.conf.task_publish_retry_policy == PATIENT_RETRY_POLICY
@@ -29,8 +30,8 @@ def test_a_worker_waits_out_a_broker_restart(data_dir: Path) -> None:
 
 
 def test_redis_brokers_keep_running_jobs_on_a_lost_connection(data_dir: Path) -> None:
-    redis = create_celery(load_settings({"DATA_DIR": str(data_dir), "BROKER_URL": REDIS}))
-    amqp = create_celery(
+    redis = celery_for(load_settings({"DATA_DIR": str(data_dir), "BROKER_URL": REDIS}))
+    amqp = celery_for(
         load_settings(
             {"DATA_DIR": str(data_dir), "BROKER_URL": "amqp://rabbit//", "RESULT_BACKEND": REDIS}
         )

@@ -6,15 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from courier.config import ConfigError, load_settings
+from courier.demo.settings import DemoSettings
+from courier.settings import DEFAULT_PLUGIN, ConfigError, environment, load, load_settings
 from tests.unit.conftest import COURIER_VARIABLES
 
 REDIS = "redis://redis:6379/0"
 
 
-def load(data_dir: Path, **environ: str) -> ConfigError:
+def refused(data_dir: Path, **environ: str) -> ConfigError:
+    """The error that reading courier's and the demo's settings from `environ` raises."""
+    env = {"DATA_DIR": str(data_dir), **environ}
+
+    def read_both() -> None:
+        load_settings(env)
+        load(DemoSettings, environment(env))
+
     with pytest.raises(ConfigError) as caught:
-        load_settings({"DATA_DIR": str(data_dir), **environ})
+        read_both()
     return caught.value
 
 
@@ -22,6 +30,8 @@ def test_defaults(data_dir: Path) -> None:
     settings = load_settings({"DATA_DIR": str(data_dir)})
 
     assert settings.mode == "all"
+    assert settings.plugin == DEFAULT_PLUGIN == "courier.demo:create_plugin"
+    assert settings.host == "0.0.0.0"  # noqa: S104 - every interface of the container
     assert settings.port == 5001
     assert settings.broker_url == "filesystem://"
     assert settings.embedded
@@ -42,7 +52,7 @@ def test_defaults(data_dir: Path) -> None:
     assert settings.broker_connect_timeout == 3.0
     assert settings.beat_lock_url == ""
     assert settings.beat_lock_timeout == 30
-    assert settings.heartbeat_interval == 60.0
+    assert load(DemoSettings, {}).heartbeat_interval == 60.0
 
 
 def test_data_dir_default_is_the_image_tmpfs(data_dir: Path) -> None:
@@ -52,6 +62,8 @@ def test_data_dir_default_is_the_image_tmpfs(data_dir: Path) -> None:
 def test_every_variable_is_read(data_dir: Path) -> None:
     environ = {
         "MODE": "worker",
+        "PLUGIN": "tinyshop:plugin",
+        "HOST": "::1",
         "PORT": "8080",
         "BROKER_URL": "amqp://guest:guest@rabbit:5672//",
         "RESULT_BACKEND": "redis://redis:6379/1",
@@ -77,6 +89,8 @@ def test_every_variable_is_read(data_dir: Path) -> None:
     settings = load_settings(environ)
 
     assert settings.mode == "worker"
+    assert settings.plugin == "tinyshop:plugin"
+    assert settings.host == "::1"
     assert settings.port == 8080
     assert settings.broker_url == "amqp://guest:guest@rabbit:5672//"
     assert not settings.embedded
@@ -96,7 +110,7 @@ def test_every_variable_is_read(data_dir: Path) -> None:
     assert settings.broker_connect_timeout == 1.5
     assert settings.beat_lock_url == "redis://locks:6379/2"
     assert settings.beat_lock_timeout == 9
-    assert settings.heartbeat_interval == 2.5
+    assert load(DemoSettings, environ).heartbeat_interval == 2.5
 
 
 def test_blank_values_mean_the_default(data_dir: Path) -> None:
@@ -147,9 +161,22 @@ def test_blank_values_mean_the_default(data_dir: Path) -> None:
         ({"BROKER_CONNECT_TIMEOUT": "soon"}, "BROKER_CONNECT_TIMEOUT"),
         ({"BEAT_LOCK_TIMEOUT": "2"}, "BEAT_LOCK_TIMEOUT"),
         ({"HEARTBEAT_INTERVAL": "0.4"}, "HEARTBEAT_INTERVAL"),
-        # No upper bound, yet an infinite interval would crash beat and render invalid JSON.
         ({"HEARTBEAT_INTERVAL": "inf"}, "HEARTBEAT_INTERVAL"),
         ({"HEARTBEAT_INTERVAL": "nan"}, "HEARTBEAT_INTERVAL"),
+        # Every number has an upper bound: these crashed or were accepted before.
+        ({"HEARTBEAT_INTERVAL": "1e300"}, "HEARTBEAT_INTERVAL"),
+        ({"MAX_BODY_BYTES": "99999999999999"}, "MAX_BODY_BYTES"),
+        ({"BEAT_LOCK_TIMEOUT": "100000000000000000000"}, "BEAT_LOCK_TIMEOUT"),
+        ({"BEAT_LOCK_TIMEOUT": "9" * 5000}, "BEAT_LOCK_TIMEOUT"),
+        ({"GRACEFUL_TIMEOUT": "3601"}, "GRACEFUL_TIMEOUT"),
+        ({"TASK_TIME_LIMIT": "604801"}, "TASK_TIME_LIMIT"),
+        ({"RESULT_EXPIRES": "31536001"}, "RESULT_EXPIRES"),
+        ({"VISIBILITY_TIMEOUT": "1209601"}, "VISIBILITY_TIMEOUT"),
+        ({"PORT": "\u0663"}, "PORT"),  # an Arabic-Indic digit: int() would take it
+        ({"PLUGIN": "not a reference"}, "PLUGIN"),
+        ({"HOST": "localhost"}, "HOST"),
+        ({"HOST": "300.1.1.1"}, "HOST"),
+        ({"PLUGIN": "module:attr:more"}, "PLUGIN"),
         ({"MODE": "worker"}, "BROKER_URL"),
         ({"MODE": "beat"}, "BROKER_URL"),
         ({"MODE": "api"}, "BROKER_URL"),
@@ -158,7 +185,7 @@ def test_blank_values_mean_the_default(data_dir: Path) -> None:
     ],
 )
 def test_invalid_variable_is_named(data_dir: Path, environ: dict[str, str], variable: str) -> None:
-    error = load(data_dir, **environ)
+    error = refused(data_dir, **environ)
 
     assert error.variable == variable
     assert str(error).startswith(f"{variable}: ")
@@ -187,7 +214,7 @@ def test_invalid_variable_is_named(data_dir: Path, environ: dict[str, str], vari
 def test_error_never_contains_the_value(
     data_dir: Path, environ: dict[str, str], variable: str, secret: str
 ) -> None:
-    error = load(data_dir, **environ)
+    error = refused(data_dir, **environ)
 
     assert error.variable == variable
     for text in (str(error), repr(error), error.problem, *map(str, error.args)):
@@ -196,7 +223,7 @@ def test_error_never_contains_the_value(
 
 
 def test_second_bad_token_is_named_by_position(data_dir: Path) -> None:
-    error = load(data_dir, API_TOKENS="good-token-0123456789,tiny")
+    error = refused(data_dir, API_TOKENS="good-token-0123456789,tiny")
     assert "#2" in error.problem
 
 
@@ -266,6 +293,8 @@ def test_soft_time_limit_follows_the_hard_limit(data_dir: Path) -> None:
         ("PORT", "1", "65535"),
         ("WEB_CONCURRENCY", "1", "64"),
         ("BROKER_CONNECT_TIMEOUT", "0.1", "60"),
+        ("MAX_BODY_BYTES", "64", "16777216"),
+        ("BEAT_LOCK_TIMEOUT", "3", "3600"),
     ],
 )
 def test_bounds_are_inclusive(data_dir: Path, variable: str, low: str, high: str) -> None:
@@ -296,7 +325,7 @@ def test_dotenv_is_read_and_the_real_environment_wins(data_dir: Path) -> None:
 
 def test_dotenv_errors_are_reported_like_the_environment(data_dir: Path) -> None:
     Path(".env").write_text("WORKER_CONCURRENCY=0\n", encoding="utf-8")
-    assert load(data_dir).variable == "WORKER_CONCURRENCY"
+    assert refused(data_dir).variable == "WORKER_CONCURRENCY"
 
 
 def test_process_environment_is_read_without_an_argument(
@@ -330,7 +359,7 @@ def test_process_environment_is_read_without_an_argument(
 def test_unsafe_combinations_are_refused(
     data_dir: Path, environ: dict[str, str], variable: str
 ) -> None:
-    error = load(data_dir, **environ)
+    error = refused(data_dir, **environ)
     assert error.variable == variable
     assert "pw@" not in str(error)
 
@@ -372,4 +401,22 @@ def test_dotenv_inline_comments_are_dropped_as_compose_does(data_dir: Path) -> N
 
 def test_unreadable_dotenv_is_a_configuration_error(data_dir: Path) -> None:
     Path(".env").write_bytes(b"PORT=\xff\xfe\n")
-    assert load(data_dir).variable == ".env"
+    assert refused(data_dir).variable == ".env"
+
+
+def test_dotenv_follows_compose_rules_for_quotes_escapes_and_variables(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The three rules of Compose's `.env` syntax a hand-written parser broke."""
+    monkeypatch.setenv("FROM_THE_ENVIRONMENT", "outer")
+    Path(".env").write_text(
+        'QUOTED="value" # a comment after a quoted value\n'
+        'ESCAPED="line one\\nline two"\n'
+        "BASE=base-value\n"
+        "EXPANDED=${BASE}/and/${FROM_THE_ENVIRONMENT}\n",
+        encoding="utf-8",
+    )
+    env = environment({})
+    assert env["QUOTED"] == "value"
+    assert env["ESCAPED"] == "line one\nline two"
+    assert env["EXPANDED"] == "base-value/and/outer"

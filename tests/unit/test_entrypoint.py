@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from courier.buildinfo import build_info
-from courier.config import load_settings
-from courier.entrypoint import ensure_generated_token
+from courier.process.api_token import ensure_generated_token
+from courier.settings import load_settings
 from tests.conftest import free_port
 from tests.logs import parse_json_lines
 from tests.unit.conftest import TOKEN, clean_environ, dead_redis_url
@@ -99,6 +99,40 @@ def test_worker_configuration_error_names_the_variable_and_hides_secrets(
     assert result.returncode == 78
     assert variable in one_line(result.stderr)
     assert SECRET not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["api", "worker", "beat", "all"])
+@pytest.mark.parametrize(
+    ("plugin", "reason"),
+    [
+        ("no_such_package.plugin", "no module named 'no_such_package'"),
+        ("courier.demo:no_such_attribute", "has no attribute 'no_such_attribute'"),
+        ("courier.settings:DEFAULT_PLUGIN", "is not a courier Plugin"),
+        ("courier.demo.tasks:add", "failed"),
+    ],
+)
+def test_a_bad_plugin_is_a_configuration_error(
+    courier: Run, mode: str, plugin: str, reason: str
+) -> None:
+    environ = {"MODE": mode, "PLUGIN": plugin, "API_TOKENS": TOKEN}
+    if mode != "all":
+        environ["BROKER_URL"] = dead_redis_url()
+    result = courier(**environ, timeout=60)
+
+    assert result.returncode == 78, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if "configuration error" in line]
+    assert len(errors) == 1, result.stderr[-2000:]
+    assert "PLUGIN" in errors[0]
+    assert reason in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_plugin_setting_is_a_configuration_error(courier: Run) -> None:
+    result = courier(MODE="worker", BROKER_URL=dead_redis_url(), HEARTBEAT_INTERVAL="1e300")
+
+    assert result.returncode == 78
+    assert "HEARTBEAT_INTERVAL" in one_line(result.stderr)
     assert "Traceback" not in result.stderr
 
 
@@ -260,7 +294,19 @@ def group_is_gone(pgid: int, timeout: float) -> bool:
     return False
 
 
-def test_api_mode_execs_gunicorn(data_dir: Path, tmp_path: Path) -> None:
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat_file.parent.name))
+    return found
+
+
+def test_api_mode_runs_gunicorn_in_the_entrypoint_process(data_dir: Path, tmp_path: Path) -> None:
+    """The process started as `python -m courier` is gunicorn's master (a container's PID 1
+    gets SIGTERM itself): its children are the web workers, and SIGTERM stops it cleanly."""
     port = free_port()
     log = tmp_path / "api.log"
     environ = {
@@ -268,14 +314,20 @@ def test_api_mode_execs_gunicorn(data_dir: Path, tmp_path: Path) -> None:
         "PORT": str(port),
         "API_TOKENS": TOKEN[:24],
         "BROKER_URL": dead_redis_url(),
-        "WEB_CONCURRENCY": "1",
+        "WEB_CONCURRENCY": "2",
         "GRACEFUL_TIMEOUT": "5",
     }
     with started(data_dir, log, **environ) as process:
         wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 20, process, log)
 
-        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-        assert any(b"gunicorn" in part for part in cmdline), cmdline
+        workers = children_of(process.pid)
+        assert len(workers) == 2, workers
+        master = [
+            line
+            for line in parse_json_lines(log.read_text())
+            if "Booting worker" in str(line.get("event"))
+        ]
+        assert sorted(int(str(line["event"]).split()[-1]) for line in master) == sorted(workers)
         tasks = requests.get(
             f"http://127.0.0.1:{port}/v1/tasks",
             headers={"Authorization": f"Bearer {TOKEN[:24]}"},
@@ -354,7 +406,7 @@ def test_all_mode_exits_70_when_a_role_dies(data_dir: Path, tmp_path: Path) -> N
     """The API cannot bind its port: the supervisor stops the others and reports the failure."""
     log = tmp_path / "all.log"
     with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))  # noqa: S104 - the API binds every interface too
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         with started(data_dir, log, PORT=str(port), API_TOKENS=TOKEN) as process:

@@ -1,23 +1,16 @@
-"""The README's reference tables against the code: the configuration variables load_settings reads,
-the exit codes of `courier.exitcodes`, and the routes the app registers."""
+"""The README's reference tables against the code: the settings tables (rendered from the
+declarations), the exit codes of `courier.exitcodes`, and the routes the app registers."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from falcon import testing
 
 from courier import exitcodes
-from tests.unit.conftest import COURIER_VARIABLES
+from tests.readme import README, generated_blocks
 
-ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
-CONFIG_SOURCE = ROOT / "src" / "courier" / "config.py"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-# A variable read in load_settings: `reader.integer("PORT", ...)`, `env.get("BROKER_URL", ...)`,
-# `env["NAME"]`.
-READ = re.compile(r"""(?:\breader\.\w+\(|\benv\.get\(|\benv\[)\s*["']([A-Z][A-Z0-9_]*)["']""")
 
 
 def section(heading: str) -> str:
@@ -70,30 +63,10 @@ def code_span(cell: str) -> str:
     return match[1]
 
 
-def variables_read_by_load_settings() -> set[str]:
-    """Names load_settings (and the helpers it calls) read, from config.py's source text."""
-    source = CONFIG_SOURCE.read_text(encoding="utf-8")
-    return set(READ.findall(source))
-
-
-def test_readme_configuration_table_lists_exactly_the_variables_courier_reads() -> None:
-    documented = [code_span(cell) for cell in first_column(section("## Configuration"), "Variable")]
-    assert len(documented) == len(set(documented)), f"listed twice: {sorted(documented)}"
-    read = variables_read_by_load_settings()
-    assert len(read) >= 10, f"the pattern found too few reads in config.py: {sorted(read)}"
-    print(f"\nREADME documents {len(documented)} variables; config.py reads {len(read)}")
-    assert set(documented) == read, (
-        f"undocumented: {sorted(read - set(documented))}; "
-        f"documented but not read: {sorted(set(documented) - read)}"
-    )
-
-
-def test_the_unit_fixtures_clear_every_variable_courier_reads() -> None:
-    """COURIER_VARIABLES (which the `data_dir` fixture removes from the environment) is complete."""
-    read = variables_read_by_load_settings()
-    assert read == COURIER_VARIABLES, (
-        f"missing: {sorted(read - COURIER_VARIABLES)}; extra: {sorted(COURIER_VARIABLES - read)}"
-    )
+def test_readme_settings_tables_are_rendered_from_the_declarations() -> None:
+    text = README.read_text(encoding="utf-8")
+    for name, (current, rendered) in generated_blocks(text).items():
+        assert current == rendered, f"the README's {name} table is stale: run scripts/readme"
 
 
 def test_readme_exit_code_table_matches_courier_exitcodes() -> None:

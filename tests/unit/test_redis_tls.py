@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from courier.celery_app import celery_config, redis_tls_options
-from courier.config import ConfigError, load_settings
+from courier.queue.app import celery_config, redis_tls_options
+from courier.settings import ConfigError, load_settings
+from tests.unit.conftest import demo_plugin
 
 
 def test_plain_redis_has_no_tls_options() -> None:
@@ -46,7 +47,7 @@ def test_broker_and_backend_get_their_own_tls_options(data_dir: Path) -> None:
             "RESULT_BACKEND": "redis://redis:6379/1",
         }
     )
-    config = celery_config(settings)
+    config = celery_config(settings, demo_plugin())
     assert config["broker_use_ssl"] == {
         "ssl_cert_reqs": ssl.CERT_REQUIRED,
         "ssl_ca_certs": "/certs/broker.pem",

@@ -1,1 +1,2 @@
-"""The HTTP API: a Falcon app built by `create_app`, served by gunicorn."""
+"""The HTTP API: a Falcon app (`create_app`) served by gunicorn (`server`). Keep it; business
+resources plug in through `courier.plugin`."""

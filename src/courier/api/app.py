@@ -1,21 +1,20 @@
-"""The Falcon app factory: routes, middleware and error handling, nothing global."""
+"""The Falcon app factory: the kit's routes and the plugin's, middleware and error handling."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import falcon
-from celery import Celery
 
-from courier import service
 from courier.api.errors import install_error_handling
 from courier.api.health import LivenessResource, ReadinessResource, VersionResource
 from courier.api.jobs import JobCollectionResource, JobResource, TaskCatalogResource
 from courier.api.middleware import AccessLogMiddleware, BearerAuthMiddleware, RequestIdMiddleware
 from courier.api.openapi import OpenApiResource
-from courier.catalog import catalog
-from courier.config import Settings
-from courier.jobs import Jobs
+from courier.plugin import Plugin
+from courier.queue.app import CourierCelery
+from courier.queue.jobs import Jobs
+from courier.settings import Settings
 
 
 class Routes:
@@ -25,12 +24,12 @@ class Routes:
         self.app = app
         self.resources: dict[str, Any] = {}
 
-    def add(self, path: str, resource: Any) -> None:
+    def add(self, path: str, resource: object) -> None:
         self.app.add_route(path, resource)
         self.resources[path] = resource
 
 
-def create_app(settings: Settings, celery: Celery) -> falcon.App[Any, Any]:
+def create_app(settings: Settings, celery: CourierCelery, plugin: Plugin) -> falcon.App[Any, Any]:
     middleware: list[Any] = [
         RequestIdMiddleware(),
         AccessLogMiddleware(),
@@ -40,16 +39,27 @@ def create_app(settings: Settings, celery: Celery) -> falcon.App[Any, Any]:
     app.req_options.strip_url_path_trailing_slash = True
     install_error_handling(app)
 
-    celery.loader.import_default_modules()  # registers the public tasks of service.TASK_MODULES
-    public_tasks = catalog()
     jobs = Jobs(celery)
     routes = Routes(app)
     routes.add("/healthz", LivenessResource())
     routes.add("/readyz", ReadinessResource(celery, settings.broker_connect_timeout))
     routes.add("/version", VersionResource())
-    routes.add("/v1/tasks", TaskCatalogResource(public_tasks))
-    routes.add("/v1/jobs", JobCollectionResource(jobs, public_tasks, settings.max_body_bytes))
+    routes.add("/v1/tasks", TaskCatalogResource(celery.catalog))
+    routes.add("/v1/jobs", JobCollectionResource(jobs, celery.catalog, settings.max_body_bytes))
     routes.add("/v1/jobs/{job_id}", JobResource(jobs))
-    service.add_routes(routes, settings, celery)
+    if plugin.add_routes is not None:
+        plugin.add_routes(routes, celery)
     routes.add("/openapi.json", OpenApiResource(routes.resources))
     return app
+
+
+def load_app() -> falcon.App[Any, Any]:
+    """The app from this process's environment, logging configured: what an entry module needs.
+    A bad setting or plugin ends the process (exit code 78)."""
+    from courier.boot import boot_or_exit
+    from courier.logs import configure_logging
+    from courier.queue.app import create_celery
+
+    settings, plugin = boot_or_exit()
+    configure_logging(settings)
+    return create_app(settings, create_celery(settings, plugin), plugin)

@@ -10,8 +10,8 @@ from celery import Celery
 from courier.api.errors import Problem
 from courier.api.openapi import Operations, operation
 from courier.buildinfo import build_info
-from courier.celery_app import backend_key
 from courier.logs import get_logger
+from courier.names import backend_key
 
 log = get_logger("courier.api.health")
 
@@ -26,7 +26,6 @@ class LivenessResource:
         "get": operation(
             "The API process is alive",
             {"type": "object", "properties": {"status": {"const": "ok"}}},
-            public=True,
         )
     }
 
@@ -46,7 +45,6 @@ class ReadinessResource:
                 "properties": {"status": {"const": "ready"}, "checks": _CHECKS_SCHEMA},
             },
             errors=(503,),
-            public=True,
         )
     }
 
@@ -103,7 +101,6 @@ class VersionResource:
                     "build_date": {"type": "string"},
                 },
             },
-            public=True,
         )
     }
 

@@ -10,8 +10,8 @@ import falcon
 
 from courier.api.errors import Problem
 from courier.api.openapi import Operations, operation
-from courier.catalog import PublicTask
-from courier.jobs import BrokerUnavailable, Jobs, parse_job_id
+from courier.queue.jobs import BrokerUnavailable, Jobs, parse_job_id
+from courier.tasks import TaskDeclaration
 
 JOB_STATES = ["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
 
@@ -63,7 +63,7 @@ class TaskCatalogResource:
         )
     }
 
-    def __init__(self, catalog: Mapping[str, PublicTask]) -> None:
+    def __init__(self, catalog: Mapping[str, TaskDeclaration]) -> None:
         self._catalog = catalog
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -71,7 +71,9 @@ class TaskCatalogResource:
 
 
 class JobCollectionResource:
-    def __init__(self, jobs: Jobs, catalog: Mapping[str, PublicTask], max_body_bytes: int) -> None:
+    def __init__(
+        self, jobs: Jobs, catalog: Mapping[str, TaskDeclaration], max_body_bytes: int
+    ) -> None:
         self._jobs = jobs
         self._catalog = catalog
         self._max_body_bytes = max_body_bytes
@@ -88,7 +90,7 @@ class JobCollectionResource:
         resp.location = f"/v1/jobs/{job_id}"
         resp.media = {"id": job_id, "state": "PENDING"}
 
-    def _parse_submission(self, body: Any) -> tuple[PublicTask, dict[str, Any]]:
+    def _parse_submission(self, body: Any) -> tuple[TaskDeclaration, dict[str, Any]]:
         if not isinstance(body, dict):
             raise unprocessable("The body must be a JSON object.", body="must be an object")
         unknown = sorted(set(body) - {"task", "args"})

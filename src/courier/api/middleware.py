@@ -12,8 +12,8 @@ import falcon
 import structlog
 
 from courier.logs import get_logger
+from courier.names import REQUEST_ID_HTTP_HEADER as REQUEST_ID_HEADER
 
-REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
 
 access_log = get_logger("courier.access")

@@ -1,5 +1,8 @@
 """The OpenAPI 3.1 document, assembled from the routes: each resource documents its own
-operations in an `openapi` mapping (method -> operation), built with `operation()` below."""
+operations in an `openapi` mapping (method -> operation), built with `operation()` below.
+
+Whether an operation needs the bearer token is read from the resource's `auth_required`, the
+attribute the auth middleware reads: one fact for both."""
 
 from __future__ import annotations
 
@@ -44,7 +47,6 @@ def operation(
     *,
     ok_status: int = 200,
     errors: Iterable[int] = (),
-    public: bool = False,
     request_schema: dict[str, Any] | None = None,
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -54,14 +56,9 @@ def operation(
             "content": {"application/json": {"schema": ok_schema}},
         }
     }
-    for status in sorted({*errors, *(() if public else (401,))}):
-        responses[str(status)] = {
-            "description": _REASONS.get(status) or HTTPStatus(status).phrase,
-            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
-        }
+    for status in sorted(errors):
+        responses[str(status)] = problem_response(status)
     op: dict[str, Any] = {"summary": summary, "responses": responses}
-    if public:
-        op["security"] = []
     if request_schema is not None:
         op["requestBody"] = {
             "required": True,
@@ -72,12 +69,22 @@ def operation(
     return op
 
 
+def problem_response(status: int) -> dict[str, Any]:
+    return {
+        "description": _REASONS.get(status) or HTTPStatus(status).phrase,
+        "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+    }
+
+
 def build_document(routes: Mapping[str, Any]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for path, resource in routes.items():
-        operations = getattr(resource, "openapi", None)
+        operations: Operations = getattr(resource, "openapi", None) or {}
+        open_to_all = not getattr(resource, "auth_required", True)
         if operations:
-            paths[path] = dict(operations)
+            paths[path] = {
+                method: _with_security(op, open_to_all) for method, op in operations.items()
+            }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -93,10 +100,18 @@ def build_document(routes: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _with_security(op: dict[str, Any], open_to_all: bool) -> dict[str, Any]:
+    """An operation open to all (`security: []`), or one that answers 401 without a token."""
+    if open_to_all:
+        return {**op, "security": []}
+    responses = dict(sorted({**op["responses"], "401": problem_response(401)}.items()))
+    return {**op, "responses": responses}
+
+
 class OpenApiResource:
     auth_required = False
     openapi: ClassVar[Operations] = {
-        "get": operation("This OpenAPI document", {"type": "object"}, public=True),
+        "get": operation("This OpenAPI document", {"type": "object"}),
     }
 
     def __init__(self, routes: Mapping[str, Any]) -> None:

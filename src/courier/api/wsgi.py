@@ -1,9 +1,5 @@
-"""The WSGI callable gunicorn serves: `courier.api.wsgi:application`."""
+"""The WSGI app for a WSGI server of your own: `gunicorn courier.api.wsgi:application`."""
 
-from courier.api.app import create_app
-from courier.celery_app import app as celery
-from courier.celery_app import settings
-from courier.logs import configure_logging
+from courier.api.app import load_app
 
-configure_logging(settings)
-application = create_app(settings, celery)
+application = load_app()

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import falcon
 from celery import Celery
 
 from courier.api.jobs import unavailable
 from courier.api.openapi import Operations, operation
-from courier.config import Settings
 from courier.demo.tasks import last_heartbeat
-from courier.jobs import BrokerUnavailable
-
-if TYPE_CHECKING:
-    from courier.api.app import Routes
+from courier.queue.jobs import BrokerUnavailable
 
 
 class HeartbeatResource:
@@ -48,7 +44,3 @@ class HeartbeatResource:
             "age_seconds": None if last_run is None else round(time.time() - last_run, 3),
             "interval_seconds": self._interval,
         }
-
-
-def add_demo_routes(routes: Routes, settings: Settings, celery: Celery) -> None:
-    routes.add("/v1/demo/heartbeat", HeartbeatResource(celery, settings.heartbeat_interval))

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Annotated, Any
 
 from celery import Celery, Task
 
-from courier.catalog import Param, PublicError, public
-from courier.celery_app import app, backend_key
 from courier.logs import get_logger
+from courier.names import backend_key
+from courier.tasks import Param, PublicError, task
 
 HEARTBEAT_KEY = backend_key("demo-heartbeat")
 MAX_SLEEP_SECONDS = 60
@@ -22,36 +23,31 @@ class TransientError(PublicError):
     """A failure worth retrying, like a timeout talking to another service."""
 
 
-@public(
-    "Add two numbers.",
-    Param("a", "number", "first addend", minimum=-1e15, maximum=1e15),
-    Param("b", "number", "second addend", minimum=-1e15, maximum=1e15),
-)
-@app.task(name="demo.add")
-def add(a: float, b: float) -> float:
+@task("demo.add", public=True)
+def add(
+    a: Annotated[float, Param("first addend", minimum=-1e15, maximum=1e15)],
+    b: Annotated[float, Param("second addend", minimum=-1e15, maximum=1e15)],
+) -> float:
+    """Add two numbers."""
     total = a + b
     log.info("added", a=a, b=b, total=total)
     return total
 
 
-@public(
-    "Sleep, then return the seconds slept.",
-    Param("seconds", "number", "how long to sleep", minimum=0, maximum=MAX_SLEEP_SECONDS),
-)
-@app.task(name="demo.sleep")
-def sleep(seconds: float) -> float:
+@task("demo.sleep", public=True)
+def sleep(
+    seconds: Annotated[float, Param("how long to sleep", minimum=0, maximum=MAX_SLEEP_SECONDS)],
+) -> float:
+    """Sleep, then return the seconds slept."""
     log.info("sleeping", seconds=seconds)
     time.sleep(seconds)
     log.info("slept", seconds=seconds)
     return seconds
 
 
-@public(
-    "Fail with a transient error `failures` times, then succeed; retried with backoff.",
-    Param("failures", "integer", "how many attempts fail first", minimum=0, maximum=3),
-)
-@app.task(
-    name="demo.flaky",
+@task(
+    "demo.flaky",
+    public=True,
     bind=True,
     autoretry_for=(TransientError,),
     retry_backoff=1,
@@ -59,8 +55,12 @@ def sleep(seconds: float) -> float:
     retry_jitter=False,
     max_retries=3,
 )
-def flaky(self: Task, failures: int) -> dict[str, int]:
-    attempt = self.request.retries + 1
+def flaky(
+    self: Task,
+    failures: Annotated[int, Param("how many attempts fail first", minimum=0, maximum=3)],
+) -> dict[str, int]:
+    """Fail with a transient error `failures` times, then succeed; retried with backoff."""
+    attempt: int = self.request.retries + 1
     if attempt <= failures:
         log.warning("transient failure", attempt=attempt)
         raise TransientError(f"attempt {attempt} failed")
@@ -68,13 +68,14 @@ def flaky(self: Task, failures: int) -> dict[str, int]:
     return {"attempts": attempt}
 
 
-@app.task(name="demo.heartbeat", ignore_result=True)
-def heartbeat() -> None:
+@task("demo.heartbeat", bind=True, ignore_result=True)
+def heartbeat(self: Task) -> None:
+    """Record when beat's periodic job last ran."""
     now = time.time()
-    app.backend.set(HEARTBEAT_KEY, json.dumps({"last_run": now}))
+    self.app.backend.set(HEARTBEAT_KEY, json.dumps({"last_run": now}))
     log.info("heartbeat", at=now)
 
 
 def last_heartbeat(celery: Celery) -> float | None:
-    raw = celery.backend.get(HEARTBEAT_KEY)
+    raw: Any = celery.backend.get(HEARTBEAT_KEY)
     return float(json.loads(raw)["last_run"]) if raw else None

@@ -15,8 +15,8 @@ from typing import Any
 
 from celery import Celery
 
-from courier.catalog import PublicError
-from courier.celery_app import REQUEST_ID_HEADER, backend_key
+from courier.names import REQUEST_ID_HEADER, backend_key
+from courier.tasks import PublicError
 
 
 class BrokerUnavailable(Exception):

@@ -21,9 +21,9 @@ import redis
 from celery.beat import PersistentScheduler
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
-from courier.config import Settings
+from courier.liveness import liveness_file
 from courier.logs import get_logger
-from courier.roles import liveness_file
+from courier.settings import Settings
 
 LOCK_NAME = "courier:beat-lock"
 
@@ -44,8 +44,8 @@ class LockedScheduler(PersistentScheduler):
 
     def setup_schedule(self) -> None:
         super().setup_schedule()
-        settings: Settings = self.app.conf.courier_settings
-        self._liveness = liveness_file("beat", settings)
+        settings: Settings = self.app.settings
+        self._liveness = liveness_file(settings.data_dir, "beat")
         if settings.beat_lock_url:
             client = redis.Redis.from_url(
                 settings.beat_lock_url,

@@ -1,13 +1,11 @@
-"""The Celery app: reliable defaults, JSON only, and the request id carried into task logs.
-
-`celery --app courier.celery_app` (the worker and beat roles) and the API both use `app` below,
-built from the settings read once when this module is imported.
-"""
+"""The Celery app: reliable defaults, JSON only, the plugin's tasks, and the request id carried
+into task logs. Built by `create_celery(settings, plugin)`; nothing is built at import."""
 
 from __future__ import annotations
 
 import ssl
 import warnings
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -15,9 +13,12 @@ import structlog
 from celery import Celery, bootsteps, signals
 from celery.exceptions import CPendingDeprecationWarning
 
-from courier import redis_transport, service
-from courier.config import REDIS_TLS_OPTIONS, Settings, is_redis_url, load_settings
-from courier.roles import LIVENESS_INTERVAL, liveness_file
+from courier import liveness
+from courier.names import REQUEST_ID_HEADER
+from courier.plugin import Plugin
+from courier.queue import redis_transport
+from courier.settings import REDIS_TLS_OPTIONS, Settings, is_redis_url
+from courier.tasks import TaskDeclaration
 
 # Retries when publishing or storing a result against a broker or backend that is away:
 # short, so the API answers 503 within seconds instead of hanging.
@@ -27,20 +28,36 @@ PUBLISH_RETRY_POLICY = {
     "interval_step": 0.5,
     "interval_max": 1,
 }
-REQUEST_ID_HEADER = "request_id"
 
-# Whether running jobs are cancelled on a lost connection is chosen per broker below; Celery's
-# reminder to choose, logged on every lost connection, is noise.
-warnings.filterwarnings(
-    "ignore",
-    message=r"\s*In Celery 5.1 we introduced an optional breaking change",
-    category=CPendingDeprecationWarning,
-)
+# Worker processes (MODE=worker, and the worker of MODE=all) wait out a broker or backend restart
+# (about a minute) instead of failing the job: storing its result, or re-queueing it when it calls
+# retry(). The API keeps the short policies above and answers 503 within seconds.
+PATIENT_RETRY_POLICY = {
+    "max_retries": 30,
+    "interval_start": 0,
+    "interval_step": 1,
+    "interval_max": 2,
+}
+WORKER_SETTINGS: dict[str, Any] = {
+    "task_publish_retry_policy": PATIENT_RETRY_POLICY,
+    "result_backend_transport_options": {"retry_policy": PATIENT_RETRY_POLICY},
+    "result_backend_always_retry": True,
+    "result_backend_max_retries": 40,
+    "result_backend_base_sleep_between_retries_ms": 100,
+    "result_backend_max_sleep_between_retries_ms": 2000,
+}
 
 
-def backend_key(name: str) -> bytes:
-    """A key for our own records in the result backend (Redis and file backends take bytes)."""
-    return f"courier-{name}".encode()
+class CourierCelery(Celery):  # type: ignore[misc]
+    """A Celery app that knows courier's settings and plugin.
+
+    They are attributes, never entries of `conf`: Celery publishes its configuration (remote
+    control's `inspect conf`, Flower), and the settings hold passwords and tokens.
+    """
+
+    settings: Settings
+    plugin: Plugin
+    catalog: Mapping[str, TaskDeclaration]
 
 
 _CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
@@ -83,7 +100,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     return {}
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
+def celery_config(settings: Settings, plugin: Plugin) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
@@ -128,59 +145,59 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_enable_remote_control": not settings.embedded,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
-        "beat_schedule": service.beat_schedule(settings),
+        "beat_schedule": {name: dict(entry) for name, entry in plugin.periodic_jobs.items()},
         # Beat ticks (renewing its lock, touching its liveness file) at least this often.
         "beat_max_loop_interval": max(
-            1, min(int(LIVENESS_INTERVAL), settings.beat_lock_timeout // 3)
+            1, min(int(liveness.INTERVAL), settings.beat_lock_timeout // 3)
         ),
     }
 
 
-# Worker processes (MODE=worker, and the worker of MODE=all) wait out a broker or backend restart
-# (about a minute) instead of failing the job: storing its result, or re-queueing it when it calls
-# retry(). The API keeps the short policies above and answers 503 within seconds.
-PATIENT_RETRY_POLICY = {
-    "max_retries": 30,
-    "interval_start": 0,
-    "interval_step": 1,
-    "interval_max": 2,
-}
-WORKER_SETTINGS: dict[str, Any] = {
-    "task_publish_retry_policy": PATIENT_RETRY_POLICY,
-    "result_backend_transport_options": {"retry_policy": PATIENT_RETRY_POLICY},
-    "result_backend_always_retry": True,
-    "result_backend_max_retries": 40,
-    "result_backend_base_sleep_between_retries_ms": 100,
-    "result_backend_max_sleep_between_retries_ms": 2000,
-}
-
-
-def create_celery(settings: Settings) -> Celery:
+def create_celery(settings: Settings, plugin: Plugin) -> CourierCelery:
+    """The Celery app of `settings`, with every task the plugin declares."""
     # kombu's Redis transport with a fix that keeps a worker alive when Redis goes away.
     redis_transport.install()
     if settings.embedded:
         for folder in ("broker", "control", "results"):
             (settings.data_dir / folder).mkdir(parents=True, exist_ok=True)
-    celery = Celery("courier", include=list(service.TASK_MODULES))
-    celery.conf.update(celery_config(settings))
-    celery.conf.courier_settings = settings
+    celery = CourierCelery("courier")
+    celery.settings = settings
+    celery.plugin = plugin
+    declarations = plugin.tasks()
+    celery.catalog = {d.name: d for d in declarations if d.public}
+    celery.conf.update(celery_config(settings, plugin))
+    for declaration in declarations:
+        # shared=False: the task belongs to this app only (Celery's default adds it to all).
+        celery.task(name=declaration.name, shared=False, **declaration.options)(declaration.run)
     celery.steps["worker"].add(LivenessFile)
+    _install_process_hooks()
     return celery
 
 
-class LivenessFile(bootsteps.StartStopStep):
+def load_celery() -> CourierCelery:
+    """The app from this process's environment, logging configured: what an entry module
+    needs. A bad setting or plugin ends the process (exit code 78)."""
+    from courier.boot import boot_or_exit
+    from courier.logs import configure_logging
+
+    settings, plugin = boot_or_exit()
+    configure_logging(settings)
+    return create_celery(settings, plugin)
+
+
+class LivenessFile(bootsteps.StartStopStep):  # type: ignore[misc]
     """Touch a file from the worker's event loop, so `courier healthcheck` sees a live worker."""
 
     requires: ClassVar[set[str]] = {"celery.worker.components:Timer"}
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
-        self.path = liveness_file("worker", worker.app.conf.courier_settings)
+        self.path = liveness.liveness_file(worker.app.settings.data_dir, "worker")
         self.timer_ref: Any = None
 
     def start(self, worker: Any) -> None:
         self.touch()
-        self.timer_ref = worker.timer.call_repeatedly(LIVENESS_INTERVAL, self.touch)
+        self.timer_ref = worker.timer.call_repeatedly(liveness.INTERVAL, self.touch)
 
     def stop(self, worker: Any) -> None:
         if self.timer_ref is not None:
@@ -192,20 +209,30 @@ class LivenessFile(bootsteps.StartStopStep):
         self.path.touch()
 
 
-@signals.celeryd_init.connect
-def _worker_settings(conf: Any, **_: Any) -> None:
+def _install_process_hooks() -> None:
+    """courier's handlers of Celery's process-wide signals (connected once: by dispatch uid)."""
+    # Whether running jobs are cancelled on a lost connection is chosen per broker above;
+    # Celery's reminder to choose, logged on every lost connection, is noise.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"\s*In Celery 5.1 we introduced an optional breaking change",
+        category=CPendingDeprecationWarning,
+    )
+    signals.celeryd_init.connect(_apply_worker_settings, dispatch_uid="courier.worker_settings")
+    signals.setup_logging.connect(_keep_our_logging, dispatch_uid="courier.logging")
+    signals.task_prerun.connect(_bind_task_context, dispatch_uid="courier.task_context")
+    signals.task_postrun.connect(_clear_task_context, dispatch_uid="courier.task_context_clear")
+
+
+def _apply_worker_settings(conf: Any, **_: Any) -> None:
     """Sent once in a worker before it builds anything: apply the worker-only settings."""
     conf.update(WORKER_SETTINGS)
 
 
-@signals.setup_logging.connect
-def _setup_logging(**_: Any) -> None:
-    from courier.logs import configure_logging
-
-    configure_logging(settings)
+def _keep_our_logging(**_: Any) -> None:
+    """A receiver here stops Celery from configuring logging: courier already did."""
 
 
-@signals.task_prerun.connect
 def _bind_task_context(task_id: str, task: Any, **_: Any) -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name)
@@ -214,10 +241,5 @@ def _bind_task_context(task_id: str, task: Any, **_: Any) -> None:
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
 
-@signals.task_postrun.connect
 def _clear_task_context(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
-
-
-settings = load_settings()
-app = create_celery(settings)

@@ -1,21 +1,23 @@
 """The image's entrypoint: `courier [version|healthcheck|token]`, or with no argument the role
 named by `MODE` (api, worker, beat, all).
 
-A single role replaces this process with its server (exec), so gunicorn or celery is PID 1 in a
-container and receives SIGTERM directly. Errors are one line on stderr and a sysexits code.
+A single role runs in this very process (gunicorn's master, or Celery's worker or beat, is PID 1
+in a container and receives SIGTERM itself); `MODE=all` supervises the three as children. Errors
+are one line on stderr and a sysexits code.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
-import secrets
-import stat
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from courier import exitcodes
-from courier.config import MODES, ConfigError, Settings, environment, load_settings
+from courier.boot import report
+from courier.process.api_token import ensure_generated_token, generated_token_file
+from courier.settings import MODES, ConfigError, Settings, environment, load_settings, settings_from
 
 USAGE = """\
 usage: courier [COMMAND]
@@ -50,7 +52,7 @@ def version() -> int:
 
 
 def healthcheck() -> int:
-    from courier.healthcheck import is_healthy
+    from courier.process.healthcheck import is_healthy
 
     settings = _settings_or_exit()
     return exitcodes.OK if settings and is_healthy(settings) else exitcodes.UNHEALTHY
@@ -73,11 +75,10 @@ def token() -> int:
 
 def run() -> int:
     try:
-        # `.env` values join the real environment (which wins), for the children too.
-        for name, value in environment().items():
-            os.environ.setdefault(name, value)
+        # `.env` values join the real environment (which wins): read once, for the roles too.
+        os.environ.update(environment())
     except ConfigError as error:
-        return _config_error(error)
+        return report(error)
     mode = os.environ.get("MODE", "").strip().lower() or "all"
     if mode not in MODES:
         print(
@@ -85,16 +86,17 @@ def run() -> int:
             file=sys.stderr,
         )
         return exitcodes.USAGE
-    settings = _settings_or_exit()
-    if settings is None:
-        return exitcodes.CONFIG
+    try:
+        settings = settings_from(os.environ)
+    except ConfigError as error:
+        return report(error)
     needs_token = settings.mode in ("api", "all") and not settings.api_tokens
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if needs_token:
-            os.environ["API_TOKENS"] = ensure_generated_token(settings)
+            settings = dataclasses.replace(settings, api_tokens=(ensure_generated_token(settings),))
     except (OSError, ValueError):
-        return _config_error(ConfigError("DATA_DIR", "is not a writable directory of this user"))
+        return report(ConfigError("DATA_DIR", "is not a writable directory of this user"))
 
     from courier.logs import configure_logging, get_logger
 
@@ -107,53 +109,24 @@ def run() -> int:
         )
     log.info("starting", mode=settings.mode, embedded_broker=settings.embedded)
 
-    from courier.roles import command
+    from courier.plugin import load_plugin
+
+    try:
+        plugin = load_plugin(settings.plugin, os.environ)
+    except ConfigError as error:
+        return report(error)
+
+    from courier.process.roles import ROLES, run_role
 
     if settings.mode == "all":
-        from courier.supervisor import supervise
+        from courier.process.supervisor import supervise
 
         return supervise(
-            {role: command(role, settings) for role in ("api", "worker", "beat")},
+            {role: functools.partial(run_role, role, settings, plugin) for role in ROLES},
             # gunicorn's graceful timeout, and a margin for the worker's warm shutdown.
             stop_timeout=settings.graceful_timeout + 5,
         )
-    argv = command(settings.mode, settings)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execv(argv[0], argv)  # noqa: S606 - no shell: argv is ours
-    except OSError as error:
-        log.error("could not start the server", mode=settings.mode, error=str(error))
-    return exitcodes.OSERR
-
-
-def generated_token_file(settings: Settings) -> Path:
-    return settings.data_dir / "api-token"
-
-
-def ensure_generated_token(settings: Settings) -> str:
-    """A token kept in the data directory (mode 0600), reused when the container restarts.
-
-    Only a file this user made, readable by nobody else, is reused; a new one is created
-    exclusively and never through a symlink.
-    """
-    path = generated_token_file(settings)
-    try:
-        found = path.lstat()
-    except FileNotFoundError:
-        value = secrets.token_urlsafe(32)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        with os.fdopen(os.open(path, flags, 0o600), "w", encoding="ascii") as handle:
-            handle.write(value + "\n")
-        return value
-    if not stat.S_ISREG(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
-        raise ValueError(f"{path} is not a private file of this user")
-    return path.read_text(encoding="ascii").strip()
-
-
-def _config_error(error: ConfigError) -> int:
-    print(f"courier: configuration error: {error}", file=sys.stderr)
-    return exitcodes.CONFIG
+    return run_role(settings.mode, settings, plugin)
 
 
 def _settings_or_exit() -> Settings | None:
@@ -161,7 +134,7 @@ def _settings_or_exit() -> Settings | None:
     try:
         return load_settings()
     except ConfigError as error:
-        _config_error(error)
+        report(error)
         return None
 
 

@@ -1,0 +1,34 @@
+"""The API token generated when `API_TOKENS` is unset: one per container, kept in `DATA_DIR`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from courier.settings import Settings
+
+
+def generated_token_file(settings: Settings) -> Path:
+    return settings.data_dir / "api-token"
+
+
+def ensure_generated_token(settings: Settings) -> str:
+    """A token kept in the data directory (mode 0600), reused when the container restarts.
+
+    Only a file this user made, readable by nobody else, is reused; a new one is created
+    exclusively and never through a symlink.
+    """
+    path = generated_token_file(settings)
+    try:
+        found = path.lstat()
+    except FileNotFoundError:
+        value = secrets.token_urlsafe(32)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(path, flags, 0o600), "w", encoding="ascii") as handle:
+            handle.write(value + "\n")
+        return value
+    if not stat.S_ISREG(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise ValueError(f"{path} is not a private file of this user")
+    return path.read_text(encoding="ascii").strip()
