@@ -154,9 +154,11 @@ class Stack:
         env: dict[str, str] | None = None,
         name: str | None = None,
         publish: bool = False,
+        binds: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> DockerContainer:
-        """A hardened courier container in `mode` (None: the image's default) on the network."""
+        """A hardened courier container in `mode` (None: the image's default) on the network;
+        `binds` mounts host folders (read-write) at container paths."""
         container = DockerContainer(self.image)
         environment = {"LOG_FORMAT": "json", "API_TOKENS": self.token, **(env or {})}
         if mode is not None:
@@ -166,6 +168,8 @@ class Stack:
         container.with_network(self.network)
         container.with_name(name or f"courier-{mode or 'default'}-{uuid.uuid4().hex[:8]}")
         container.with_tmpfs_mount("/tmp", size="size=64m")
+        for host_path, container_path in (binds or {}).items():
+            container.with_volume_mapping(host_path, container_path, mode="rw")
         container.with_kwargs(**{**HARDENING, **kwargs})
         if publish:
             publish_on_loopback(container, API_PORT)

@@ -440,6 +440,13 @@ class Settings:
         3.0,
         "Seconds to connect to the broker or backend before answering 503.",
     )
+    broker_timeout: float = setting(
+        "BROKER_TIMEOUT",
+        Number(0.1, 60),
+        3.0,
+        "Seconds one call to a Redis broker, result backend or beat lock may take once "
+        "connected: a request then answers 503 instead of waiting (a sick Redis never hangs it).",
+    )
     beat_lock_url: str = setting(
         "BEAT_LOCK_URL",
         Url(REDIS_SCHEMES),

@@ -301,10 +301,17 @@ def test_hostile_requests_get_clear_problems_and_never_reach_the_worker(
 # -- a pickled message on the queue --------------------------------------------------------------
 
 
-def publish_by_hand(broker_url: str, task_id: str, serializer: str, args: tuple[Any, ...]) -> None:
-    """Put a Celery protocol-2 message for demo.add on the `celery` queue, bypassing the API."""
+def publish_by_hand(
+    broker_url: str,
+    task_id: str,
+    serializer: str,
+    args: tuple[Any, ...],
+    task: str = "demo.add",
+    kwargs: dict[str, Any] | None = None,
+) -> None:
+    """Put a Celery protocol-2 message on the `celery` queue, bypassing the API."""
     app = Celery("hostile", broker=broker_url, set_as_current=False)
-    headers, properties, body, _ = app.amqp.create_task_message(task_id, "demo.add", args, {})
+    headers, properties, body, _ = app.amqp.create_task_message(task_id, task, args, kwargs or {})
     queue = app.amqp.queues["celery"]  # Celery's default queue, as the worker declares it
     with app.connection_for_write() as connection:
         connection.Producer().publish(
@@ -329,12 +336,12 @@ def test_a_pickled_message_is_refused_by_the_worker_and_never_run(courier_image:
         refusal = "Refusing to deserialize untrusted content of type pickle"
 
         pickled, control = str(uuid.uuid4()), str(uuid.uuid4())
-        publish_by_hand(broker, pickled, "pickle", (400, 2))
+        publish_by_hand(broker, pickled, "pickle", (), kwargs={"a": 400, "b": 2})
         waited = wait_until(
             lambda: refusal in raw_logs(worker), 60, what="the worker refusing the pickle"
         )
         # The same message as JSON is run: the harness can tell a run task from a refused one.
-        publish_by_hand(broker, control, "json", (40, 2))
+        publish_by_hand(broker, control, "json", (), kwargs={"a": 40, "b": 2})
         wait_until(
             lambda: any(
                 line.get("event") == "added" and line.get("task_id") == control
@@ -431,3 +438,66 @@ def test_bad_tokens_get_401_and_no_token_is_ever_logged(courier_image: str) -> N
         )
         assert unauthorized == len(offers) * len(endpoints)
         assert leaks == dict.fromkeys(searched, 0)
+
+
+# -- the broker as a trust boundary --------------------------------------------------------------
+
+# Messages the API would never queue: (task, positional args, keyword args, expected error type).
+BY_HAND: list[tuple[str, tuple[Any, ...], dict[str, Any], str]] = [
+    ("celery.chord_unlock", (), {"group_id": "x", "callback": {}}, "NotRegistered"),
+    ("celery.chain", (), {}, "NotRegistered"),
+    ("os.system", ("true",), {}, "NotRegistered"),
+    ("demo.add", (), {"a": "1; drop", "b": 2}, "InvalidArguments"),
+    ("demo.add", (1, 2), {}, "InvalidArguments"),
+    ("demo.add", (), {"a": 1, "b": 2, "shell": "rm -rf /"}, "InvalidArguments"),
+    ("demo.sleep", (), {"seconds": 3600}, "InvalidArguments"),
+]
+
+
+@pytest.mark.timeout(300)
+def test_messages_queued_by_hand_run_only_declared_tasks_with_declared_arguments(
+    courier_image: str,
+) -> None:
+    """A message put on the queue by hand (anyone with the broker's address and password) runs
+    only a public or periodic task, only with arguments its declaration allows; the others are
+    logged, acknowledged (never redelivered), and their job says why."""
+    with stack(courier_image) as system:
+        redis = system.redis()
+        worker = system.courier("worker", redis_urls())
+        wait_worker_ready(worker)
+        broker = f"redis://127.0.0.1:{redis.get_exposed_port(6379)}/0"
+        backend = Celery("reader", backend=broker.replace("/0", "/1"), set_as_current=False)
+
+        expected = {}
+        for task, args, kwargs, error in BY_HAND:
+            task_id = str(uuid.uuid4())
+            expected[task_id] = (task, error)
+            publish_by_hand(broker, task_id, "json", args, task=task, kwargs=kwargs)
+        control = str(uuid.uuid4())
+        publish_by_hand(broker, control, "json", (), kwargs={"a": 40, "b": 2})
+
+        def meta(task_id: str) -> dict[str, Any]:
+            found: dict[str, Any] = backend.backend.get_task_meta(task_id)
+            return found
+
+        wait_until(
+            lambda: all(meta(t)["status"] == "FAILURE" for t in expected)
+            and meta(control)["status"] == "SUCCESS",
+            60,
+            what="every hand-made message refused and the control run",
+        )
+        outcomes = {t: type(meta(t)["result"]).__name__ for t in expected}
+        print("\nmessages queued by hand:")
+        for task_id, (task, _) in expected.items():
+            detail = str(meta(task_id)["result"])[:60]
+            print(f"  {task!r}: FAILURE {outcomes[task_id]} ({detail})")
+        assert outcomes == {t: error for t, (_, error) in expected.items()}
+        assert meta(control)["result"] == 42
+        time.sleep(3)  # a refused message put back would be taken again meanwhile
+        assert redis_cli(redis, "LLEN", "celery") == "0"
+        assert redis_cli(redis, "HLEN", "unacked") == "0"
+        logged = raw_logs(worker)
+        assert logged.count("Received unregistered task") == 3
+        ran = [line for line in json_lines(worker) if line.get("event") in ("added", "sleeping")]
+        assert [line.get("task_id") for line in ran] == [control]
+        backend.close()

@@ -214,8 +214,21 @@ def test_no_secret_in_the_image_or_in_any_log(
         assert b"NOAUTH" in anonymous, anonymous
         assert redis_cli(redis, "ping", password=password) == "PONG"
 
+        # What Celery's remote control and Flower show: the worker's configuration and state.
+        assert worker is not None
+        control = {}
+        celery = [VENV_PYTHON, "-m", "celery", "--app", "courier.queue.main"]
+        for command in (["inspect", "conf"], ["inspect", "stats"], ["inspect", "registered"]):
+            result = worker.exec([*celery, *command, "--json"])
+            answer = bytes(result.output).decode(errors="replace")
+            assert result.exit_code == 0, answer[-2000:]
+            control[" ".join(command)] = answer
+        assert "broker_url" in control["inspect conf"], control["inspect conf"][:500]
+        assert "courier_settings" not in control["inspect conf"]
+
         containers = {"api": api, "worker": worker, "beat": beat, "redis": redis}
         logs = {role: raw_logs(container) for role, container in containers.items() if container}
+        logs.update({f"celery {command}": answer for command, answer in control.items()})
         found = {
             role: {"token": text.count(token), "password": text.count(password)}
             for role, text in logs.items()

@@ -82,7 +82,7 @@ def test_redis_outage_makes_the_api_unready_not_dead(
     assert problem["status"] == 503
     assert problem["checks"] == {"broker": "unreachable", "result_backend": "unreachable"}
     assert "broker" in problem["detail"]
-    assert "result_backend" in problem["detail"]
+    assert "result backend" in problem["detail"]
     assert unready.headers["Retry-After"] == "5"
 
     submitted = record("POST", "/v1/jobs", json_body={"task": "demo.add", "args": {"a": 1, "b": 1}})

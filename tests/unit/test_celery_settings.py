@@ -17,7 +17,11 @@ def test_the_api_fails_fast(data_dir: Path) -> None:
     celery = celery_for(load_settings({"DATA_DIR": str(data_dir), "BROKER_URL": REDIS}))
     assert celery.conf.task_publish_retry_policy == PUBLISH_RETRY_POLICY
     assert celery.backend.always_retry is False
-    assert celery.backend.retry_policy["max_retries"] == PUBLISH_RETRY_POLICY["max_retries"]
+    assert celery.backend.retry_policy["max_retries"] == 0  # the API's own bounded retry decides
+    assert celery.conf.redis_retry_on_timeout is False
+    assert celery.conf.redis_socket_timeout == 3.0
+    assert celery.conf.broker_transport_options["socket_timeout"] == 3.0
+    assert celery.conf.broker_transport_options["max_retries"] == 0  # connect once, then 503
 
 
 def test_a_worker_waits_out_a_broker_restart(data_dir: Path) -> None:
@@ -25,6 +29,7 @@ def test_a_worker_waits_out_a_broker_restart(data_dir: Path) -> None:
     # What `celery worker` sends before it builds anything (the backend included).
     signals.celeryd_init.send(sender="worker@test", instance=None, conf=celery.conf, options={})
     assert celery.conf.task_publish_retry_policy == PATIENT_RETRY_POLICY
+    assert "max_retries" not in celery.conf.broker_transport_options  # reconnects patiently
     assert celery.backend.always_retry is True
     assert celery.backend.retry_policy["max_retries"] == PATIENT_RETRY_POLICY["max_retries"]
 

@@ -50,6 +50,7 @@ def test_defaults(data_dir: Path) -> None:
     assert settings.result_expires == 86400
     assert settings.visibility_timeout == 3600
     assert settings.broker_connect_timeout == 3.0
+    assert settings.broker_timeout == 3.0
     assert settings.beat_lock_url == ""
     assert settings.beat_lock_timeout == 30
     assert load(DemoSettings, {}).heartbeat_interval == 60.0
@@ -80,6 +81,7 @@ def test_every_variable_is_read(data_dir: Path) -> None:
         "RESULT_EXPIRES": "600",
         "VISIBILITY_TIMEOUT": "120",
         "BROKER_CONNECT_TIMEOUT": "1.5",
+        "BROKER_TIMEOUT": "2.5",
         "BEAT_LOCK_URL": "redis://locks:6379/2",
         "BEAT_LOCK_TIMEOUT": "9",
         "HEARTBEAT_INTERVAL": "2.5",
@@ -108,6 +110,7 @@ def test_every_variable_is_read(data_dir: Path) -> None:
     assert settings.result_expires == 600
     assert settings.visibility_timeout == 120
     assert settings.broker_connect_timeout == 1.5
+    assert settings.broker_timeout == 2.5
     assert settings.beat_lock_url == "redis://locks:6379/2"
     assert settings.beat_lock_timeout == 9
     assert load(DemoSettings, environ).heartbeat_interval == 2.5
@@ -159,6 +162,8 @@ def test_blank_values_mean_the_default(data_dir: Path) -> None:
         ({"BROKER_CONNECT_TIMEOUT": "61"}, "BROKER_CONNECT_TIMEOUT"),
         ({"BROKER_CONNECT_TIMEOUT": "nan"}, "BROKER_CONNECT_TIMEOUT"),
         ({"BROKER_CONNECT_TIMEOUT": "soon"}, "BROKER_CONNECT_TIMEOUT"),
+        ({"BROKER_TIMEOUT": "0"}, "BROKER_TIMEOUT"),
+        ({"BROKER_TIMEOUT": "61"}, "BROKER_TIMEOUT"),
         ({"BEAT_LOCK_TIMEOUT": "2"}, "BEAT_LOCK_TIMEOUT"),
         ({"HEARTBEAT_INTERVAL": "0.4"}, "HEARTBEAT_INTERVAL"),
         ({"HEARTBEAT_INTERVAL": "inf"}, "HEARTBEAT_INTERVAL"),

@@ -320,8 +320,8 @@ def test_api_mode_runs_gunicorn_in_the_entrypoint_process(data_dir: Path, tmp_pa
     with started(data_dir, log, **environ) as process:
         wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 20, process, log)
 
+        wait_until(lambda: len(children_of(process.pid)) == 2, 20, process, log)
         workers = children_of(process.pid)
-        assert len(workers) == 2, workers
         master = [
             line
             for line in parse_json_lines(log.read_text())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 import falcon
+import falcon.media
 
 from courier.api.errors import install_error_handling
 from courier.api.health import LivenessResource, ReadinessResource, VersionResource
@@ -13,6 +16,7 @@ from courier.api.middleware import AccessLogMiddleware, BearerAuthMiddleware, Re
 from courier.api.openapi import OpenApiResource
 from courier.plugin import Plugin
 from courier.queue.app import CourierCelery
+from courier.queue.dependencies import Dependencies
 from courier.queue.jobs import Jobs
 from courier.settings import Settings
 
@@ -37,12 +41,17 @@ def create_app(settings: Settings, celery: CourierCelery, plugin: Plugin) -> fal
     ]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
+    # Only valid JSON goes out: NaN and Infinity are not JSON (the worker fails such results).
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
+        dumps=functools.partial(json.dumps, allow_nan=False)
+    )
     install_error_handling(app)
 
-    jobs = Jobs(celery)
+    dependencies = Dependencies(celery)
+    jobs = Jobs(celery, dependencies)
     routes = Routes(app)
     routes.add("/healthz", LivenessResource())
-    routes.add("/readyz", ReadinessResource(celery, settings.broker_connect_timeout))
+    routes.add("/readyz", ReadinessResource(dependencies))
     routes.add("/version", VersionResource())
     routes.add("/v1/tasks", TaskCatalogResource(celery.catalog))
     routes.add("/v1/jobs", JobCollectionResource(jobs, celery.catalog, settings.max_body_bytes))

@@ -5,15 +5,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import falcon
-from celery import Celery
 
 from courier.api.errors import Problem
 from courier.api.openapi import Operations, operation
 from courier.buildinfo import build_info
-from courier.logs import get_logger
-from courier.names import backend_key
-
-log = get_logger("courier.api.health")
+from courier.queue.dependencies import OK, Dependencies
 
 _CHECKS_SCHEMA = {"type": "object", "additionalProperties": {"type": "string"}}
 
@@ -34,7 +30,8 @@ class LivenessResource:
 
 
 class ReadinessResource:
-    """200 when the broker and the result backend answer, else 503 naming what failed."""
+    """200 when the broker and the result backend answer and take writes, else 503 naming what
+    failed and why (each change of state is logged once, by `Dependencies`)."""
 
     auth_required = False
     openapi: ClassVar[Operations] = {
@@ -48,44 +45,23 @@ class ReadinessResource:
         )
     }
 
-    def __init__(self, celery: Celery, timeout: float) -> None:
-        self._celery = celery
-        self._timeout = timeout
+    def __init__(self, dependencies: Dependencies) -> None:
+        self._dependencies = dependencies
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        checks = {
-            "broker": "ok" if self._broker_answers() else "unreachable",
-            "result_backend": "ok" if self._backend_answers() else "unreachable",
-        }
-        failed = [name for name, state in checks.items() if state != "ok"]
+        checks = dict(self._dependencies.check())
+        failed = [
+            f"{name.replace('_', ' ')} {state}" for name, state in checks.items() if state != OK
+        ]
         if failed:
             raise Problem(
                 falcon.HTTP_503,
                 "Service Unavailable",
-                f"Not ready: {', '.join(failed)} unreachable.",
+                f"Not ready: {'; '.join(failed)}.",
                 headers={"Retry-After": "5"},
                 checks=checks,
             )
         resp.media = {"status": "ready", "checks": checks}
-
-    def _broker_answers(self) -> bool:
-        try:
-            with self._celery.connection_for_write() as connection:
-                connection.ensure_connection(
-                    max_retries=1, interval_start=0, interval_step=0, timeout=self._timeout
-                )
-        except Exception as error:
-            log.warning("broker check failed", error=type(error).__name__)
-            return False
-        return True
-
-    def _backend_answers(self) -> bool:
-        try:
-            self._celery.backend.get(backend_key("readiness-probe"))
-        except Exception as error:
-            log.warning("result backend check failed", error=type(error).__name__)
-            return False
-        return True
 
 
 class VersionResource:

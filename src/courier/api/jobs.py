@@ -10,7 +10,8 @@ import falcon
 
 from courier.api.errors import Problem
 from courier.api.openapi import Operations, operation
-from courier.queue.jobs import BrokerUnavailable, Jobs, parse_job_id
+from courier.queue.dependencies import Unavailable
+from courier.queue.jobs import Jobs, parse_job_id
 from courier.tasks import TaskDeclaration
 
 JOB_STATES = ["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
@@ -46,11 +47,12 @@ def unprocessable(detail: str, /, **errors: str) -> Problem:
     return Problem(falcon.HTTP_422, "Unprocessable Content", detail, errors=errors)
 
 
-def unavailable(error: BrokerUnavailable) -> Problem:
+def unavailable(error: Unavailable) -> Problem:
     return Problem(
         falcon.HTTP_503,
         "Service Unavailable",
-        f"The {error.component} is unavailable; try again shortly.",
+        f"The {error.component.replace('_', ' ')} is unavailable ({error.reason}); "
+        "try again shortly.",
         headers={"Retry-After": "5"},
     )
 
@@ -84,7 +86,7 @@ class JobCollectionResource:
         task, args = self._parse_submission(body)
         try:
             job_id = self._jobs.submit(task.name, args, req.context.request_id)
-        except BrokerUnavailable as error:
+        except Unavailable as error:
             raise unavailable(error) from error
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/jobs/{job_id}"
@@ -184,7 +186,7 @@ class JobResource:
         canonical = parse_job_id(job_id)
         try:
             status = self._jobs.status(canonical) if canonical else None
-        except BrokerUnavailable as error:
+        except Unavailable as error:
             raise unavailable(error) from error
         if status is None:
             raise falcon.HTTPNotFound(title="Not Found", description="No job has that id.")

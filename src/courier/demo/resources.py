@@ -11,7 +11,7 @@ from celery import Celery
 from courier.api.jobs import unavailable
 from courier.api.openapi import Operations, operation
 from courier.demo.tasks import last_heartbeat
-from courier.queue.jobs import BrokerUnavailable
+from courier.queue.dependencies import RESULT_BACKEND, Unavailable, describe
 
 
 class HeartbeatResource:
@@ -38,7 +38,7 @@ class HeartbeatResource:
         try:
             last_run = last_heartbeat(self._celery)
         except Exception as error:
-            raise unavailable(BrokerUnavailable("result backend")) from error
+            raise unavailable(Unavailable(RESULT_BACKEND, describe(error))) from error
         resp.media = {
             "last_run": last_run,
             "age_seconds": None if last_run is None else round(time.time() - last_run, 3),

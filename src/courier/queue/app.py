@@ -3,6 +3,7 @@ into task logs. Built by `create_celery(settings, plugin)`; nothing is built at 
 
 from __future__ import annotations
 
+import functools
 import ssl
 import warnings
 from collections.abc import Mapping
@@ -12,22 +13,31 @@ from urllib.parse import parse_qsl, urlsplit
 import structlog
 from celery import Celery, bootsteps, signals
 from celery.exceptions import CPendingDeprecationWarning
+from kombu.serialization import register
+from kombu.utils import json
 
 from courier import liveness
 from courier.names import REQUEST_ID_HEADER
 from courier.plugin import Plugin
-from courier.queue import redis_transport
+from courier.queue import embedded_transport, redis_transport
+from courier.queue.trust import DeclaredTask, allowed_tasks, keep_only
 from courier.settings import REDIS_TLS_OPTIONS, Settings, is_redis_url
 from courier.tasks import TaskDeclaration
 
-# Retries when publishing or storing a result against a broker or backend that is away:
-# short, so the API answers 503 within seconds instead of hanging.
+# Beat's publishing against a broker that is away: a few short retries, then the next tick.
 PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
     "interval_start": 0,
     "interval_step": 0.5,
     "interval_max": 1,
 }
+# The API's calls to the result backend: no retry inside Celery. `courier.queue.dependencies`
+# tries a fast failure once more and answers 503 after a timeout, within BROKER_TIMEOUT.
+NO_RETRY_POLICY = {"max_retries": 0}
+
+# JSON that refuses what is not JSON (NaN, Infinity), for results: same content type, so
+# anything reading results decodes them as before.
+STRICT_JSON = "courier-json"
 
 # Worker processes (MODE=worker, and the worker of MODE=all) wait out a broker or backend restart
 # (about a minute) instead of failing the job: storing its result, or re-queueing it when it calls
@@ -85,7 +95,10 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         return {
             "data_folder_in": folder,
             "data_folder_out": folder,
+            embedded_transport.UNACKED_OPTION: str(settings.data_dir / "broker-unacked"),
             "control_folder": str(settings.data_dir / "control"),
+            # The folder is listed this often when idle (kombu's default, 1 s, delays every job).
+            "polling_interval": 0.1,
         }
     if is_redis_url(settings.broker_url):
         return {
@@ -96,6 +109,11 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 2)),
             "unacked_restore_throttle": 1,
             "socket_connect_timeout": settings.broker_connect_timeout,
+            # Every call is bounded: a paused Redis fails a request instead of hanging it...
+            "socket_timeout": settings.broker_timeout,
+            # ...and a failed connection attempt is not tried again for seconds: the API
+            # answers 503 (a worker reconnects patiently: WORKER_SETTINGS drops this).
+            "max_retries": 0,
         }
     return {}
 
@@ -106,7 +124,8 @@ def celery_config(settings: Settings, plugin: Plugin) -> dict[str, Any]:
         "result_backend": settings.result_backend,
         # JSON only: a pickled message is refused, never run.
         "task_serializer": "json",
-        "result_serializer": "json",
+        # Results too, but strict: NaN and Infinity, which are not JSON, fail the job instead.
+        "result_serializer": STRICT_JSON,
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         # Acknowledge after the task ran, one message at a time: a job whose worker dies is
@@ -138,9 +157,11 @@ def celery_config(settings: Settings, plugin: Plugin) -> dict[str, Any]:
         "broker_connection_max_retries": None,
         "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
         "redis_socket_connect_timeout": settings.broker_connect_timeout,
-        "redis_socket_timeout": 10,
-        "redis_retry_on_timeout": True,
-        "result_backend_transport_options": {"retry_policy": PUBLISH_RETRY_POLICY},
+        "redis_socket_timeout": settings.broker_timeout,
+        # No hidden retry after a timeout: the API decides (courier.queue.jobs), the worker
+        # retries patiently (WORKER_SETTINGS).
+        "redis_retry_on_timeout": False,
+        "result_backend_transport_options": {"retry_policy": NO_RETRY_POLICY},
         # The filesystem transport has no broadcast: no remote control in the embedded mode.
         "worker_enable_remote_control": not settings.embedded,
         "worker_hijack_root_logger": False,
@@ -155,10 +176,13 @@ def celery_config(settings: Settings, plugin: Plugin) -> dict[str, Any]:
 
 def create_celery(settings: Settings, plugin: Plugin) -> CourierCelery:
     """The Celery app of `settings`, with every task the plugin declares."""
-    # kombu's Redis transport with a fix that keeps a worker alive when Redis goes away.
+    _install_process_hooks()
+    # kombu's Redis transport with a fix that keeps a worker alive when Redis goes away, and a
+    # filesystem transport that keeps a job until it is acknowledged.
     redis_transport.install()
+    embedded_transport.install()
     if settings.embedded:
-        for folder in ("broker", "control", "results"):
+        for folder in ("broker", "broker-unacked", "control", "results"):
             (settings.data_dir / folder).mkdir(parents=True, exist_ok=True)
     celery = CourierCelery("courier")
     celery.settings = settings
@@ -168,9 +192,16 @@ def create_celery(settings: Settings, plugin: Plugin) -> CourierCelery:
     celery.conf.update(celery_config(settings, plugin))
     for declaration in declarations:
         # shared=False: the task belongs to this app only (Celery's default adds it to all).
-        celery.task(name=declaration.name, shared=False, **declaration.options)(declaration.run)
+        celery.task(
+            name=declaration.name,
+            shared=False,
+            base=DeclaredTask,
+            declaration=declaration,
+            **declaration.options,
+        )(declaration.run)
+    allowed = allowed_tasks(celery.catalog, plugin.periodic_jobs)
+    celery.on_after_finalize.connect(lambda sender, **_: keep_only(sender, allowed), weak=False)
     celery.steps["worker"].add(LivenessFile)
-    _install_process_hooks()
     return celery
 
 
@@ -211,6 +242,13 @@ class LivenessFile(bootsteps.StartStopStep):  # type: ignore[misc]
 
 def _install_process_hooks() -> None:
     """courier's handlers of Celery's process-wide signals (connected once: by dispatch uid)."""
+    register(
+        STRICT_JSON,
+        functools.partial(json.dumps, allow_nan=False),
+        json.loads,
+        content_type="application/json",
+        content_encoding="utf-8",
+    )
     # Whether running jobs are cancelled on a lost connection is chosen per broker above;
     # Celery's reminder to choose, logged on every lost connection, is noise.
     warnings.filterwarnings(
@@ -227,6 +265,9 @@ def _install_process_hooks() -> None:
 def _apply_worker_settings(conf: Any, **_: Any) -> None:
     """Sent once in a worker before it builds anything: apply the worker-only settings."""
     conf.update(WORKER_SETTINGS)
+    options = dict(conf.broker_transport_options)
+    options.pop("max_retries", None)
+    conf.broker_transport_options = options
 
 
 def _keep_our_logging(**_: Any) -> None:

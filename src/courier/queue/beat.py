@@ -50,7 +50,7 @@ class LockedScheduler(PersistentScheduler):
             client = redis.Redis.from_url(
                 settings.beat_lock_url,
                 socket_connect_timeout=settings.broker_connect_timeout,
-                socket_timeout=settings.broker_connect_timeout,
+                socket_timeout=settings.broker_timeout,
             )
             self._lock = client.lock(LOCK_NAME, timeout=settings.beat_lock_timeout)
 

@@ -6,7 +6,6 @@ it queued (in the result backend, expiring with the results) and answers 404 for
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import uuid
@@ -16,15 +15,8 @@ from typing import Any
 from celery import Celery
 
 from courier.names import REQUEST_ID_HEADER, backend_key
+from courier.queue.dependencies import BROKER, RESULT_BACKEND, Dependencies
 from courier.tasks import PublicError
-
-
-class BrokerUnavailable(Exception):
-    """The broker or the result backend did not answer."""
-
-    def __init__(self, component: str) -> None:
-        super().__init__(f"{component} unavailable")
-        self.component = component
 
 
 @dataclass(frozen=True)
@@ -53,38 +45,42 @@ def parse_job_id(raw: str) -> str | None:
 
 
 class Jobs:
-    def __init__(self, celery: Celery) -> None:
+    """Submitting and reading jobs; every call bounded (see `courier.queue.dependencies`)."""
+
+    def __init__(self, celery: Celery, dependencies: Dependencies) -> None:
         self._celery = celery
+        self._dependencies = dependencies
 
     def submit(self, task: str, args: dict[str, Any], request_id: str) -> str:
+        """Record the job, then queue it; `Unavailable` when either call fails. (A record whose
+        message could not be queued is never read: nobody got its id. It expires.)"""
         job_id = str(uuid.uuid4())
         record = json.dumps({"task": task, "submitted_at": time.time()})
         backend = self._celery.backend
-        try:
-            backend.set(_record_key(job_id), record)
-        except Exception as error:
-            raise BrokerUnavailable("result backend") from error
-        try:
-            self._celery.send_task(
-                task, kwargs=args, task_id=job_id, headers={REQUEST_ID_HEADER: request_id}
-            )
-        except Exception as error:
-            with contextlib.suppress(Exception):  # best effort: the record expires anyway
-                backend.delete(_record_key(job_id))
-            raise BrokerUnavailable("broker") from error
+        self._dependencies.call(RESULT_BACKEND, lambda: backend.set(_record_key(job_id), record))
+        self._dependencies.call(
+            BROKER,
+            lambda: self._celery.send_task(
+                task,
+                kwargs=args,
+                task_id=job_id,
+                headers={REQUEST_ID_HEADER: request_id},
+                retry=False,
+            ),
+        )
         return job_id
 
     def status(self, job_id: str) -> JobStatus | None:
-        record_key = _record_key(job_id)
-        try:
-            raw = self._celery.backend.get(record_key)
+        def read() -> tuple[Any, Any]:
+            raw = self._celery.backend.get(_record_key(job_id))
             if raw is None:
-                return None
-            record = json.loads(raw)
+                return None, None
             # One read of state and result together: never a state paired with another's result.
-            meta = self._celery.backend.get_task_meta(job_id)
-        except Exception as error:
-            raise BrokerUnavailable("result backend") from error
+            return json.loads(raw), self._celery.backend.get_task_meta(job_id)
+
+        record, meta = self._dependencies.call(RESULT_BACKEND, read)
+        if record is None:
+            return None
         state, value = meta["status"], meta.get("result")
         if isinstance(value, BaseException):
             return JobStatus(job_id, record["task"], state, error=describe_error(value))
