@@ -45,7 +45,7 @@ variable "REGISTRY" {
   default = ""
 }
 
-# Where the source lives (org.opencontainers.image.source).
+# Where the source lives (the image's source label).
 variable "SOURCE" {
   default = null
 }
@@ -168,3 +168,4 @@ target "release" {
 group "default" {
   targets = ["image"]
 }
+

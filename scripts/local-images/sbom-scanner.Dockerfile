@@ -4,6 +4,8 @@
 ARG BASE_IMAGE=courier-local/distroless-python3:nonroot
 FROM ${BASE_IMAGE}
 COPY sbom_scanner.py /opt/sbom-scanner/sbom_scanner.py
-# BuildKit mounts the output folder owned by root.
+# Root, as BuildKit's own scanner: the output folder BuildKit mounts belongs to root. It only
+# reads the (read-only) scanned file system and writes its SBOM there.
+# hadolint ignore=DL3002
 USER 0:0
 ENTRYPOINT ["/usr/bin/python3.13", "/opt/sbom-scanner/sbom_scanner.py"]
