@@ -169,3 +169,33 @@ group "default" {
   targets = ["image"]
 }
 
+# Checks (docker/validate.Dockerfile): `docker buildx bake -f docker-bake.hcl validate`.
+group "validate" {
+  targets = ["hadolint", "zizmor"]
+}
+
+target "_poetry" {
+  inherits = ["_common"]
+  target   = "poetry"
+}
+
+target "_validate" {
+  inherits   = ["_common"]
+  dockerfile = "docker/validate.Dockerfile"
+  contexts = {
+    poetry = "target:_poetry"
+  }
+  output = ["type=cacheonly"]
+}
+
+target "hadolint" {
+  description = "hadolint on every Dockerfile (warnings fail)"
+  inherits    = ["_validate"]
+  target      = "hadolint"
+}
+
+target "zizmor" {
+  description = "zizmor, offline and pedantic, on the workflows"
+  inherits    = ["_validate"]
+  target      = "zizmor"
+}
