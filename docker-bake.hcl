@@ -1,28 +1,28 @@
 # Build definition for courier's container image.
 #
-#   scripts/build                         # sets GIT_SHA, VERSION and BUILD_DATE, then bakes
-#   docker buildx bake -f docker-bake.hcl # same, with whatever is in the environment
-#   docker buildx bake -f docker-bake.hcl --print
+#   scripts/build                          # local image: sets GIT_SHA, VERSION, SOURCE_DATE_EPOCH
+#   REGISTRY=HOST/NS VERSION=1.2.3 scripts/release   # both platforms, attested, pushed
+#   docker buildx bake -f docker-bake.hcl [TARGET] --print
 #
 # Always pass `-f docker-bake.hcl`: without it bake also reads compose.yaml and merges it in.
-# Every variable below can be overridden from the environment, e.g.
-#   REGISTRY=ghcr.io/acme/ VERSION=1.2.3 GIT_SHA=$(git rev-parse HEAD) docker buildx bake -f docker-bake.hcl
+# Every variable can be set from the environment. Those defaulting to null are left to the
+# Dockerfile, whose ARG holds the one default (base images, version, source URL).
 #
 # Written for buildx >= 0.13 (only HCL functions available there are used).
 
-# Base image of the build stages (Debian trixie, whose python3.13 matches the runtime's).
+# Base of the build stages (Debian trixie, whose python3.13 matches the runtime's).
 variable "BUILD_IMAGE" {
-  default = "debian:trixie-slim"
+  default = null
 }
 
-# Base image of the runtime stage: distroless Python 3.13, user 65532, no shell.
+# Base of the runtime stage: distroless Python 3.13, user 65532, no shell.
 variable "RUNTIME_IMAGE" {
-  default = "gcr.io/distroless/python3-debian13:nonroot"
+  default = null
 }
 
-# Version of the image; scripts/build takes it from pyproject.toml.
+# Version of the image (SemVer); scripts/build takes it from pyproject.toml.
 variable "VERSION" {
-  default = "0.0.0-dev"
+  default = null
 }
 
 # Full commit id of the source; empty means unknown.
@@ -30,8 +30,9 @@ variable "GIT_SHA" {
   default = ""
 }
 
-# RFC 3339 UTC build time; empty means now.
-variable "BUILD_DATE" {
+# Commit time, seconds since the epoch (`git log -1 --format=%ct`): the image's timestamps and
+# its created label. Empty: now (not reproducible).
+variable "SOURCE_DATE_EPOCH" {
   default = ""
 }
 
@@ -44,16 +45,36 @@ variable "REGISTRY" {
   default = ""
 }
 
+# Where the source lives (the image's source label).
+variable "SOURCE" {
+  default = null
+}
+
 # Optional PEM bundle for building behind a TLS-intercepting corporate proxy: the public CAs plus
-# the proxy's (pip trusts it instead of its own list). Passed to the build as the BuildKit
-# secret "ca_bundle", never stored in the image.
+# the proxy's (pip trusts it instead of its own list). Passed as the BuildKit secret "ca_bundle",
+# never stored in the image.
 variable "CA_BUNDLE" {
   default = ""
 }
 
-# Where the source lives (org.opencontainers.image.source).
-variable "SOURCE" {
-  default = "https://github.com/example/courier"
+# Optional package indexes (a PyPI mirror): passed as secrets, so a URL with credentials shows in
+# neither the image nor its provenance.
+variable "PIP_INDEX_URL" {
+  default = ""
+}
+variable "PIP_EXTRA_INDEX_URL" {
+  default = ""
+}
+
+# Platforms of the release, comma-separated.
+variable "PLATFORMS" {
+  default = "linux/amd64,linux/arm64"
+}
+
+# The image that writes the release's SBOM, speaking BuildKit's SBOM scanner protocol: BuildKit's
+# default upstream; scripts/build-local-images builds a local one for machines without a registry.
+variable "SBOM_GENERATOR" {
+  default = "docker/buildkit-syft-scanner:stable-1"
 }
 
 function "repo" {
@@ -66,9 +87,10 @@ function "git_sha" {
   result = GIT_SHA == "" ? "unknown" : GIT_SHA
 }
 
+# RFC 3339 UTC: the commit time when SOURCE_DATE_EPOCH is set, else now.
 function "build_date" {
   params = []
-  result = BUILD_DATE == "" ? formatdate("YYYY-MM-DD'T'hh:mm:ss'Z'", timestamp()) : BUILD_DATE
+  result = formatdate("YYYY-MM-DD'T'hh:mm:ss'Z'", SOURCE_DATE_EPOCH == "" ? timestamp() : timeadd("1970-01-01T00:00:00Z", "${SOURCE_DATE_EPOCH}s"))
 }
 
 # A valid tag from a version: "+" (SemVer build metadata) is not allowed in tags.
@@ -77,51 +99,103 @@ function "tag" {
   result = replace(version, "+", "-")
 }
 
-# Filled in by docker/metadata-action in CI (its bake file is passed with a second -f).
-target "docker-metadata-action" {}
+# The release's tags, as docker/metadata-action makes them in release.yml for the git tag
+# v<VERSION> (type=semver {{version}} and {{major}}.{{minor}}, type=sha format=long, latest=auto):
+# 1.2.3, 1.2, sha-<full commit>, latest; a pre-release (1.2.3-rc.1) gets only its own tag and the
+# sha tag. SemVer build metadata is dropped, as metadata-action does. A test keeps the two equal.
+function "release_tags" {
+  params = []
+  result = VERSION == null ? [] : compact([
+    "${repo()}:${regex_replace(VERSION, "\\+.*$", "")}",
+    length(regexall("^[0-9]+\\.[0-9]+\\.[0-9]+(\\+.*)?$", VERSION)) > 0 ? "${repo()}:${regex("^[0-9]+\\.[0-9]+", VERSION)}" : "",
+    GIT_SHA == "" ? "" : "${repo()}:sha-${GIT_SHA}",
+    length(regexall("^[0-9]+\\.[0-9]+\\.[0-9]+(\\+.*)?$", VERSION)) > 0 ? "${repo()}:latest" : "",
+  ])
+}
 
-# The runtime image, loaded into the local Docker engine.
-target "image" {
-  inherits   = ["docker-metadata-action"]
+# What every target builds: the Dockerfile's runtime stage with the stamps of this build.
+target "_common" {
   context    = "."
   dockerfile = "docker/Dockerfile"
   target     = "runtime"
   args = {
-    BUILD_IMAGE   = BUILD_IMAGE
-    RUNTIME_IMAGE = RUNTIME_IMAGE
-    VERSION       = VERSION
-    GIT_SHA       = git_sha()
-    BUILD_DATE    = build_date()
+    BUILD_IMAGE       = BUILD_IMAGE
+    RUNTIME_IMAGE     = RUNTIME_IMAGE
+    VERSION           = VERSION
+    SOURCE            = SOURCE
+    GIT_SHA           = git_sha()
+    BUILD_DATE        = build_date()
+    SOURCE_DATE_EPOCH = SOURCE_DATE_EPOCH == "" ? null : SOURCE_DATE_EPOCH
   }
+  secret = concat(
+    CA_BUNDLE == "" ? [] : ["id=ca_bundle,src=${CA_BUNDLE}"],
+    PIP_INDEX_URL == "" ? [] : ["id=pip_index_url,env=PIP_INDEX_URL"],
+    PIP_EXTRA_INDEX_URL == "" ? [] : ["id=pip_extra_index_url,env=PIP_EXTRA_INDEX_URL"],
+  )
+}
+
+# Filled in by docker/metadata-action in CI: release.yml passes its tags-only bake file
+# (`bake-file-tags`), so the labels stay the Dockerfile's.
+target "docker-metadata-action" {}
+
+# The runtime image for this machine's platform, loaded into the local Docker engine.
+target "image" {
+  inherits = ["_common"]
   tags = compact([
-    "${repo()}:${tag(VERSION)}",
+    VERSION == null ? "" : "${repo()}:${tag(VERSION)}",
     GIT_SHA == "" ? "" : "${repo()}:sha-${substr(GIT_SHA, 0, 7)}",
     "${repo()}:latest",
   ])
-  labels = {
-    "org.opencontainers.image.title"       = "courier"
-    "org.opencontainers.image.description" = "One Falcon API and its Celery tasks, shipped as one small container image."
-    "org.opencontainers.image.version"     = VERSION
-    "org.opencontainers.image.revision"    = git_sha()
-    "org.opencontainers.image.created"     = build_date()
-    "org.opencontainers.image.source"      = SOURCE
-    "org.opencontainers.image.licenses"    = "MIT"
-    "org.opencontainers.image.base.name"   = RUNTIME_IMAGE
-  }
-  secret = CA_BUNDLE == "" ? [] : ["id=ca_bundle,src=${CA_BUNDLE}"]
   output = ["type=docker"]
 }
 
-# CI: the same image pushed to the registry with an SBOM and provenance; docker/metadata-action's
-# tags and labels (listed last) take precedence. Needs a builder that can push and attest
-# (e.g. the docker-container driver), not the local "docker" driver.
+target "_release-tags" {
+  tags = release_tags()
+}
+
+# The release: both platforms, provenance (mode=max) and an SBOM per platform, pushed with file
+# times rewritten to SOURCE_DATE_EPOCH so that two builds of one commit are bit-identical.
+# docker/metadata-action's tags (CI) override the scheme above, which they equal. The engine's own
+# builder (the "docker" driver) cannot rewrite timestamps while pushing: scripts/release writes an
+# OCI archive instead and pushes that with skopeo.
 target "release" {
-  inherits    = ["image", "docker-metadata-action"]
-  platforms   = ["linux/amd64"]
-  attest      = ["type=sbom", "type=provenance,mode=max"]
-  output      = ["type=registry"]
+  inherits  = ["_common", "_release-tags", "docker-metadata-action"]
+  platforms = split(",", PLATFORMS)
+  attest    = ["type=sbom,generator=${SBOM_GENERATOR}", "type=provenance,mode=max"]
+  output    = ["type=registry,rewrite-timestamp=true"]
 }
 
 group "default" {
   targets = ["image"]
+}
+
+# Checks (docker/validate.Dockerfile): `docker buildx bake -f docker-bake.hcl validate`.
+group "validate" {
+  targets = ["hadolint", "zizmor"]
+}
+
+target "_poetry" {
+  inherits = ["_common"]
+  target   = "poetry"
+}
+
+target "_validate" {
+  inherits   = ["_common"]
+  dockerfile = "docker/validate.Dockerfile"
+  contexts = {
+    poetry = "target:_poetry"
+  }
+  output = ["type=cacheonly"]
+}
+
+target "hadolint" {
+  description = "hadolint on every Dockerfile (warnings fail)"
+  inherits    = ["_validate"]
+  target      = "hadolint"
+}
+
+target "zizmor" {
+  description = "zizmor, offline and pedantic, on the workflows"
+  inherits    = ["_validate"]
+  target      = "zizmor"
 }

@@ -23,6 +23,7 @@ _MARKER_BY_FOLDER = {
     "image": "image",
     "e2e": "e2e",
     "faults": "faults",
+    "release": "release",
 }
 
 # Testcontainers' reaper image cannot always be pulled; fixtures remove their own containers.
@@ -104,6 +105,18 @@ def git_commit() -> str:
         ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def commit_epoch(commit: str) -> int:
+    """The commit's time in seconds since the epoch: what the build stamps (SOURCE_DATE_EPOCH)."""
+    result = subprocess.run(
+        ["git", "log", "-1", "--format=%ct", commit],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(result.stdout.strip())
 
 
 @pytest.fixture(scope="session")

@@ -46,18 +46,22 @@ FAST_HEALTHCHECK: dict[str, int] = {
 }
 
 # Variables of the build that the tests pass through from the environment (CI sets them).
-BUILD_VARIABLES = ("BUILD_IMAGE", "RUNTIME_IMAGE", "CA_BUNDLE")
+BUILD_VARIABLES = ("BUILD_IMAGE", "RUNTIME_IMAGE", "CA_BUNDLE", "SBOM_GENERATOR")
 # Variables of docker-bake.hcl that a test build must not inherit by accident.
 BAKE_VARIABLES = (
     "BUILD_IMAGE",
     "RUNTIME_IMAGE",
     "VERSION",
     "GIT_SHA",
-    "BUILD_DATE",
+    "SOURCE_DATE_EPOCH",
     "IMAGE",
     "REGISTRY",
     "CA_BUNDLE",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
     "SOURCE",
+    "PLATFORMS",
+    "SBOM_GENERATOR",
 )
 
 
@@ -90,7 +94,7 @@ def secret_args() -> list[str]:
 
 def bake_env(**values: str) -> dict[str, str]:
     """The environment for `docker buildx bake`: this one without any bake variable, then the
-    build variables that CI sets (base images, CA bundle), then `values`."""
+    build variables that CI sets (base images, CA bundle, SBOM generator), then `values`."""
     env = {k: v for k, v in os.environ.items() if k not in BAKE_VARIABLES}
     for name in BUILD_VARIABLES:
         if os.environ.get(name):
