@@ -402,6 +402,13 @@ class Settings:
         65536,
         "Largest request body (larger: 413).",
     )
+    prefer_wait_max: float = setting(
+        "PREFER_WAIT_MAX",
+        Number(0, 60),
+        10.0,
+        "Longest `Prefer: wait=N` the API honours, seconds (0: never waits). A waiting request "
+        "holds a server thread.",
+    )
     graceful_timeout: int = setting(
         "GRACEFUL_TIMEOUT",
         Integer(1, 3600),

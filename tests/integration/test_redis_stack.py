@@ -8,9 +8,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from tests.integration.processes import ApiClient, Courier, CourierProcess
 from tests.integration.services import RedisServer
@@ -116,3 +118,62 @@ def test_beat_heartbeat_runs_periodically(stack: Stack) -> None:
     assert second["last_run"] > first["last_run"], "the heartbeat did not run again"
     assert second["age_seconds"] is not None
     assert 0 <= second["age_seconds"] < 5
+
+
+def post(stack: Stack, task: str, args: dict[str, Any], prefer: str | None) -> requests.Response:
+    headers = {"Prefer": prefer} if prefer is not None else {}
+    return stack.client.request(
+        "POST", "/v1/jobs", json_body={"task": task, "args": args}, headers=headers
+    )
+
+
+@pytest.mark.timeout(90)
+def test_prefer_wait_answers_with_the_result_when_the_job_finishes_in_time(stack: Stack) -> None:
+    started = time.monotonic()
+    done = post(stack, "demo.add", {"a": 20, "b": 22}, "wait=5")
+    took = time.monotonic() - started
+
+    assert done.status_code == 200, done.text
+    assert done.headers["Preference-Applied"] == "wait=5"
+    body = done.json()
+    assert (body["task"], body["state"], body["result"]) == ("demo.add", "SUCCESS", 42)
+    assert done.headers["Location"] == f"/v1/jobs/{body['id']}"
+    failed = post(stack, "demo.flaky", {"failures": 0}, "respond-async, wait=5")
+    assert failed.status_code == 200
+    assert failed.json()["result"] == {"attempts": 1}
+    print(f"\nPOST with Prefer: wait=5: 200 with the result after {took * 1000:.1f} ms")
+    assert took < 5
+
+
+@pytest.mark.timeout(90)
+def test_prefer_wait_gives_up_at_its_deadline_and_a_read_can_wait_again(stack: Stack) -> None:
+    started = time.monotonic()
+    pending = post(stack, "demo.sleep", {"seconds": 2}, "wait=1")
+    waited = time.monotonic() - started
+    assert pending.status_code == 202, pending.text
+    assert pending.json()["state"] == "PENDING"
+    assert 0.9 < waited < 1.9, waited
+
+    location = pending.headers["Location"]
+    read = stack.client.request("GET", location, headers={"Prefer": "wait=10"})
+    assert read.status_code == 200
+    assert read.headers["Preference-Applied"] == "wait=10"
+    assert (read.json()["state"], read.json()["result"]) == ("SUCCESS", 2)
+    # A finished job answers at once, whatever the wait.
+    started = time.monotonic()
+    again = stack.client.request("GET", location, headers={"Prefer": "wait=10"})
+    assert again.json()["state"] == "SUCCESS"
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("prefer", ["wait=abc", "wait=-1", "wait", "lenient", "wait=1e9x"])
+def test_an_unreadable_preference_is_ignored(stack: Stack, prefer: str) -> None:
+    response = post(stack, "demo.add", {"a": 1, "b": 1}, prefer)
+    assert response.status_code == 202, response.text
+    assert "Preference-Applied" not in response.headers
+
+
+def test_prefer_wait_is_capped_by_prefer_wait_max(stack: Stack) -> None:
+    response = post(stack, "demo.sleep", {"seconds": 0.2}, "wait=600")
+    assert response.status_code == 200
+    assert response.headers["Preference-Applied"] == "wait=10"  # PREFER_WAIT_MAX's default

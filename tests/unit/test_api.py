@@ -633,3 +633,38 @@ def test_heartbeat_reads_the_result_backend(
 
 def test_heartbeat_with_the_backend_down_is_503(dead_client: testing.TestClient) -> None:
     assert_problem(dead_client.simulate_get("/v1/demo/heartbeat", headers=AUTH), 503)
+
+
+def test_prefer_wait_needs_a_redis_backend_and_is_ignored_without_one(
+    client: testing.TestClient,
+) -> None:
+    """The embedded file backend publishes nothing to wait on: the preference is not applied."""
+    started = time.monotonic()
+    result = client.simulate_post("/v1/jobs", json=ADD, headers={**AUTH, "Prefer": "wait=5"})
+    assert result.status_code == 202
+    assert "preference-applied" not in result.headers
+    read = client.simulate_get(result.headers["location"], headers={**AUTH, "Prefer": "wait=5"})
+    assert read.json["state"] == "PENDING"
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("wait=5", 5.0),
+        ("WAIT = 2.5", 2.5),
+        ("respond-async, wait=3", 3.0),
+        ("handling=lenient; wait=1, return=minimal", 1.0),
+        ("wait=600", 10.0),
+        ("wait=abc", 0.0),
+        ("wait=-1", 0.0),
+        ("nowait=5", 0.0),
+        ("", 0.0),
+    ],
+)
+def test_prefer_wait_is_read_as_rfc_7240_writes_it(header: str, seconds: float) -> None:
+    from falcon.testing import create_req
+
+    from courier.api.jobs import preferred_wait
+
+    assert preferred_wait(create_req(headers={"Prefer": header}), limit=10.0) == seconds

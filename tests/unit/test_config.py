@@ -44,6 +44,7 @@ def test_defaults(data_dir: Path) -> None:
     assert settings.worker_concurrency == 2
     assert settings.data_dir == data_dir
     assert settings.max_body_bytes == 65536
+    assert settings.prefer_wait_max == 10.0
     assert settings.graceful_timeout == 30
     assert settings.task_time_limit == 300
     assert settings.task_soft_time_limit == 270
@@ -75,6 +76,7 @@ def test_every_variable_is_read(data_dir: Path) -> None:
         "WORKER_CONCURRENCY": "8",
         "DATA_DIR": str(data_dir / "elsewhere"),
         "MAX_BODY_BYTES": "1024",
+        "PREFER_WAIT_MAX": "2.5",
         "GRACEFUL_TIMEOUT": "10",
         "TASK_TIME_LIMIT": "100",
         "TASK_SOFT_TIME_LIMIT": "90",
@@ -104,6 +106,7 @@ def test_every_variable_is_read(data_dir: Path) -> None:
     assert settings.worker_concurrency == 8
     assert settings.data_dir == data_dir / "elsewhere"
     assert settings.max_body_bytes == 1024
+    assert settings.prefer_wait_max == 2.5
     assert settings.graceful_timeout == 10
     assert settings.task_time_limit == 100
     assert settings.task_soft_time_limit == 90

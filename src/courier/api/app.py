@@ -54,8 +54,13 @@ def create_app(settings: Settings, celery: CourierCelery, plugin: Plugin) -> fal
     routes.add("/readyz", ReadinessResource(dependencies))
     routes.add("/version", VersionResource())
     routes.add("/v1/tasks", TaskCatalogResource(celery.catalog))
-    routes.add("/v1/jobs", JobCollectionResource(jobs, celery.catalog, settings.max_body_bytes))
-    routes.add("/v1/jobs/{job_id}", JobResource(jobs))
+    routes.add(
+        "/v1/jobs",
+        JobCollectionResource(
+            jobs, celery.catalog, settings.max_body_bytes, settings.prefer_wait_max
+        ),
+    )
+    routes.add("/v1/jobs/{job_id}", JobResource(jobs, settings.prefer_wait_max))
     if plugin.add_routes is not None:
         plugin.add_routes(routes, celery)
     routes.add("/openapi.json", OpenApiResource(routes.resources))

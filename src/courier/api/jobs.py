@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -15,6 +16,31 @@ from courier.queue.jobs import Jobs, parse_job_id
 from courier.tasks import TaskDeclaration
 
 JOB_STATES = ["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
+
+
+JOB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "task", "state"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "task": {"type": "string"},
+        # Celery's states, or a task's own (`update_state(state="PROGRESS")`).
+        "state": {"type": "string", "examples": JOB_STATES},
+        "result": {},
+        "error": {
+            "type": "object",
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
+PREFER_PARAMETER: dict[str, Any] = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "`wait=N` (RFC 7240): wait up to N seconds (at most PREFER_WAIT_MAX) for the "
+    "job to finish; answered with `Preference-Applied` when waited.",
+}
 
 
 def read_json_body(req: falcon.Request, limit: int) -> Any:
@@ -41,6 +67,23 @@ def read_json_body(req: falcon.Request, limit: int) -> Any:
         raise falcon.HTTPBadRequest(
             title="Malformed JSON", description="The body is not valid JSON (or nests too deeply)."
         ) from None
+
+
+_PREFER_WAIT = re.compile(
+    r"(?:^|[,;])\s*wait\s*=\s*([0-9]{1,6}(?:\.[0-9]{1,3})?)\s*(?:$|[,;])", re.I
+)
+
+
+def preferred_wait(req: falcon.Request, limit: float) -> float:
+    """Seconds of `Prefer: wait=N` (RFC 7240), at most `limit`; 0 without one. A preference is
+    a hint: one that cannot be read is ignored, never an error."""
+    match = _PREFER_WAIT.search(req.get_header("Prefer") or "")
+    return min(float(match[1]), limit) if match else 0.0
+
+
+def apply_wait(resp: falcon.Response, waited: float) -> None:
+    if waited > 0:
+        resp.set_header("Preference-Applied", f"wait={waited:g}")
 
 
 def unprocessable(detail: str, /, **errors: str) -> Problem:
@@ -74,23 +117,33 @@ class TaskCatalogResource:
 
 class JobCollectionResource:
     def __init__(
-        self, jobs: Jobs, catalog: Mapping[str, TaskDeclaration], max_body_bytes: int
+        self,
+        jobs: Jobs,
+        catalog: Mapping[str, TaskDeclaration],
+        max_body_bytes: int,
+        max_wait: float,
     ) -> None:
         self._jobs = jobs
         self._catalog = catalog
         self._max_body_bytes = max_body_bytes
+        self._max_wait = max_wait if jobs.can_wait else 0.0
         self.openapi = {"post": self._post_operation()}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_body(req, self._max_body_bytes)
         task, args = self._parse_submission(body)
+        wait = preferred_wait(req, self._max_wait)
         try:
-            job_id = self._jobs.submit(task.name, args, req.context.request_id)
+            status = self._jobs.submit(task.name, args, req.context.request_id, wait)
         except Unavailable as error:
             raise unavailable(error) from error
+        resp.location = f"/v1/jobs/{status.id}"
+        apply_wait(resp, wait)
+        if status.finished:
+            resp.media = status.as_dict()
+            return
         resp.status = falcon.HTTP_202
-        resp.location = f"/v1/jobs/{job_id}"
-        resp.media = {"id": job_id, "state": "PENDING"}
+        resp.media = {"id": status.id, "state": "PENDING"}
 
     def _parse_submission(self, body: Any) -> tuple[TaskDeclaration, dict[str, Any]]:
         if not isinstance(body, dict):
@@ -131,7 +184,7 @@ class JobCollectionResource:
             }
             for task in self._catalog.values()
         ]
-        return operation(
+        queued = operation(
             "Queue a job",
             {
                 "type": "object",
@@ -145,28 +198,19 @@ class JobCollectionResource:
             errors=(400, 413, 415, 422, 503),
             # `oneOf` needs at least one alternative: a catalog may be empty while forking.
             request_schema={"oneOf": submissions} if submissions else {"type": "object"},
+            parameters=[PREFER_PARAMETER],
         )
+        # With `Prefer: wait=N`, a job that finished in time is answered with its result.
+        finished = operation("The job finished while the request waited", JOB_SCHEMA)
+        queued["responses"] = {**finished["responses"], **queued["responses"]}
+        return queued
 
 
 class JobResource:
     openapi: ClassVar[Operations] = {
         "get": operation(
             "A job's state and its result or error",
-            {
-                "type": "object",
-                "required": ["id", "task", "state"],
-                "properties": {
-                    "id": {"type": "string", "format": "uuid"},
-                    "task": {"type": "string"},
-                    # Celery's states, or a task's own (`update_state(state="PROGRESS")`).
-                    "state": {"type": "string", "examples": JOB_STATES},
-                    "result": {},
-                    "error": {
-                        "type": "object",
-                        "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
-                    },
-                },
-            },
+            JOB_SCHEMA,
             errors=(404, 503),
             parameters=[
                 {
@@ -174,20 +218,24 @@ class JobResource:
                     "in": "path",
                     "required": True,
                     "schema": {"type": "string"},
-                }
+                },
+                PREFER_PARAMETER,
             ],
         )
     }
 
-    def __init__(self, jobs: Jobs) -> None:
+    def __init__(self, jobs: Jobs, max_wait: float) -> None:
         self._jobs = jobs
+        self._max_wait = max_wait if jobs.can_wait else 0.0
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         canonical = parse_job_id(job_id)
+        wait = preferred_wait(req, self._max_wait)
         try:
-            status = self._jobs.status(canonical) if canonical else None
+            status = self._jobs.status(canonical, wait) if canonical else None
         except Unavailable as error:
             raise unavailable(error) from error
         if status is None:
             raise falcon.HTTPNotFound(title="Not Found", description="No job has that id.")
+        apply_wait(resp, wait)
         resp.media = status.as_dict()

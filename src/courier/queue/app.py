@@ -19,7 +19,7 @@ from kombu.utils import json
 from courier import liveness
 from courier.names import REQUEST_ID_HEADER
 from courier.plugin import Plugin
-from courier.queue import embedded_transport, redis_transport
+from courier.queue import embedded_transport, redis_backend, redis_transport
 from courier.queue.trust import DeclaredTask, allowed_tasks, keep_only
 from courier.settings import REDIS_TLS_OPTIONS, Settings, is_redis_url
 from courier.tasks import TaskDeclaration
@@ -181,6 +181,7 @@ def create_celery(settings: Settings, plugin: Plugin) -> CourierCelery:
     # filesystem transport that keeps a job until it is acknowledged.
     redis_transport.install()
     embedded_transport.install()
+    redis_backend.install()
     if settings.embedded:
         for folder in ("broker", "broker-unacked", "control", "results"):
             (settings.data_dir / folder).mkdir(parents=True, exist_ok=True)

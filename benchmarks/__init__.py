@@ -1,0 +1,1 @@
+"""The benchmark of `scripts/bench` (run it as `python -m benchmarks`)."""
