@@ -328,7 +328,7 @@ from courier.settings import load_settings
 options = gunicorn_options(load_settings({"MODE": "api", "BROKER_URL": "redis://redis:6379/0"}))
 for name in ("logconfig_dict", "errorlog", "accesslog", "loglevel", "proc_name"):
     options.pop(name, None)
-print(json.dumps(options))
+print(json.dumps({name: value for name, value in options.items() if not callable(value)}))
 """
 
 

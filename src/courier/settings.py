@@ -194,6 +194,19 @@ class Address:
             raise Invalid("must be an IPv4 or IPv6 address") from None
 
 
+@dataclass(frozen=True)
+class Boolean:
+    allowed = "`true`, `false` (also `1`/`0`, `yes`/`no`, `on`/`off`)"
+
+    def parse(self, raw: str) -> bool:
+        value = raw.lower()
+        if value in ("true", "1", "yes", "on"):
+            return True
+        if value in ("false", "0", "no", "off"):
+            return False
+        raise Invalid("must be true or false")
+
+
 _REFERENCE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(:[A-Za-z_][\w]*)?")
 
 
@@ -232,6 +245,8 @@ class Setting:
     def default_text(self) -> str:
         if self.shown_default is not None:
             return self.shown_default
+        if isinstance(self.default, bool):
+            return f"`{str(self.default).lower()}`"
         if self.default in ("", ()):
             return "unset"
         return f"`{self.default}`"
@@ -302,6 +317,29 @@ def is_redis_url(url: str) -> bool:
     return url.startswith(("redis://", "rediss://"))
 
 
+def redis_tls_options(url: str) -> dict[str, Any] | None:
+    """The TLS options of a `rediss://` URL (None for any other): its `ssl_*` query parameters,
+    with the server's certificate verified unless `ssl_cert_reqs` says otherwise.
+
+    Left to themselves, kombu would connect without verifying a certificate and Celery's result
+    backend would refuse to start when a `rediss://` URL has no `ssl_cert_reqs`.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    import ssl
+
+    query = dict(parse_qsl(parts.query))
+    options: dict[str, Any] = {key: query[key] for key in REDIS_TLS_OPTIONS if key in query}
+    cert_reqs = {
+        "required": ssl.CERT_REQUIRED,
+        "optional": ssl.CERT_OPTIONAL,
+        "none": ssl.CERT_NONE,
+    }
+    options["ssl_cert_reqs"] = cert_reqs[query.get("ssl_cert_reqs", "required")]
+    return options
+
+
 def _result_backend(earlier: Mapping[str, Any]) -> str:
     broker: str = earlier["broker_url"]
     if is_redis_url(broker):
@@ -350,6 +388,13 @@ class Settings:
         "Address the API listens on (`::` for IPv6 too).",
     )
     port: int = setting("PORT", Integer(1, 65535), 5001, "API port.")
+    metrics_port: int = setting(
+        "METRICS_PORT",
+        Integer(0, 65535),
+        9808,
+        "Port of the Prometheus metrics of this container's role (0: none). Unauthenticated: "
+        "publish it only to your monitoring network.",
+    )
     data_dir: Path = setting(
         "DATA_DIR",
         Directory(),
@@ -454,6 +499,12 @@ class Settings:
         "Seconds one call to a Redis broker, result backend or beat lock may take once "
         "connected: a request then answers 503 instead of waiting (a sick Redis never hangs it).",
     )
+    task_events: bool = setting(
+        "TASK_EVENTS",
+        Boolean(),
+        False,
+        "Workers send task events (what Flower shows; Flower also switches them on itself).",
+    )
     beat_lock_url: str = setting(
         "BEAT_LOCK_URL",
         Url(REDIS_SCHEMES),
@@ -494,6 +545,8 @@ def _check(settings: Settings, env: Mapping[str, str]) -> None:
         ):
             if url.startswith(("filesystem://", "file://")):
                 raise ConfigError(name, "files in one container serve only MODE=all; use Redis")
+    if settings.metrics_port == settings.port and settings.mode in ("api", "all"):
+        raise ConfigError("METRICS_PORT", "must differ from PORT")
     if settings.task_soft_time_limit > settings.task_time_limit:
         raise ConfigError("TASK_SOFT_TIME_LIMIT", "must be at most TASK_TIME_LIMIT")
     if (

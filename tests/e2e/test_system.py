@@ -190,9 +190,10 @@ print(json.dumps({
 }))
 """
 # PID 1 is always the entrypoint itself, running the role: gunicorn's master (children: its web
-# workers), Celery's worker (its pool processes), beat (none), or the supervisor (the 3 roles).
+# workers), Celery's worker (its pool processes), beat (none), or the supervisor (the 3 roles);
+# and, beside each, the metrics exporter.
 ENTRYPOINT = ["/opt/venv/bin/python", "-m", "courier"]
-EXPECTED_CHILDREN = {"api": (1, 64), "worker": (1, 256), "beat": (0, 0), "all": (3, 3)}
+EXPECTED_CHILDREN = {"api": (2, 65), "worker": (2, 257), "beat": (1, 1), "all": (4, 4)}
 
 
 def probe(container: Any) -> dict[str, Any]:

@@ -68,6 +68,7 @@ class CourierProcess:
         self.log_path = workdir / "output.log"
         self.env = dict(env)
         self.port = int(env.get("PORT", "0"))
+        self.metrics_port = int(env.get("METRICS_PORT", "0"))
         self._process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -307,10 +308,11 @@ class Courier:
             "WORKER_CONCURRENCY": "2",
             "GRACEFUL_TIMEOUT": "5",
         }
+        # Every role's metrics exporter on a port of its own, on the loopback interface.
+        settings["METRICS_PORT"] = str(free_port())
+        settings["HOST"] = LOOPBACK
         if mode == "api":
-            port = free_port()
-            settings["PORT"] = str(port)
-            settings["HOST"] = LOOPBACK
+            settings["PORT"] = str(free_port())
         settings.update(env)
         process = CourierProcess(name, self.base_dir / name, settings)
         self.processes.append(process)

@@ -177,3 +177,51 @@ def test_prefer_wait_is_capped_by_prefer_wait_max(stack: Stack) -> None:
     response = post(stack, "demo.sleep", {"seconds": 0.2}, "wait=600")
     assert response.status_code == 200
     assert response.headers["Preference-Applied"] == "wait=10"  # PREFER_WAIT_MAX's default
+
+
+def scrape(process: CourierProcess) -> dict[str, float]:
+    """The samples of a process's metrics exporter, by name with labels."""
+    text = requests.get(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=10).text
+    samples = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name and not name.startswith("#"):
+            samples[name] = float(value)
+    return samples
+
+
+def tasks(samples: dict[str, float], task: str, state: str) -> float:
+    return samples.get(f'courier_tasks_total{{state="{state}",task="{task}"}}', 0.0)
+
+
+@pytest.mark.timeout(120)
+def test_the_worker_counts_its_tasks_by_state_and_beat_its_ticks(stack: Stack) -> None:
+    before = scrape(stack.worker)
+    ids = [
+        stack.client.submit_ok("demo.add", {"a": 1, "b": 2}),
+        stack.client.submit_ok("demo.flaky", {"failures": 1}),
+        stack.client.submit_ok("demo.fail", {"message": "no stock"}),
+    ]
+    for job_id, state in zip(ids, ("SUCCESS", "SUCCESS", "FAILURE"), strict=True):
+        stack.client.wait_for_job(job_id, states=(state,), timeout=30)
+    failed = stack.client.job(ids[2])
+    assert failed["error"] == {"type": "PublicError", "message": "no stock"}
+
+    after = scrape(stack.worker)
+    delta = {
+        (task, state): tasks(after, task, state) - tasks(before, task, state)
+        for task in ("demo.add", "demo.flaky", "demo.fail")
+        for state in ("started", "succeeded", "failed", "retried")
+    }
+    print(f"\nworker metrics after three jobs: { {k: v for k, v in delta.items() if v} }")
+    assert delta[("demo.add", "started")] == delta[("demo.add", "succeeded")] == 1
+    assert delta[("demo.flaky", "retried")] == 1
+    assert delta[("demo.flaky", "started")] == 2  # the first attempt and the retry
+    assert delta[("demo.fail", "failed")] == 1
+    count = 'courier_task_duration_seconds_count{task="demo.add"}'
+    assert after[count] - before.get(count, 0) == 1
+    assert 'courier_queue_depth{queue="celery"}' in after
+
+    beat = scrape(stack.beat)
+    assert time.time() - beat["courier_beat_last_tick_timestamp_seconds"] < 30
+    assert beat["courier_beat_lock_held"] == 1

@@ -138,6 +138,7 @@ def clean_environ(data_dir: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in COURIER_VARIABLES}
     env["DATA_DIR"] = str(data_dir)
     env["HOST"] = "127.0.0.1"  # an API started by a test listens on the loopback interface only
+    env["METRICS_PORT"] = "0"  # no exporter unless the test asks for one (on a free port)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)
     return env

@@ -33,7 +33,7 @@ from tests.unit.conftest import (
 )
 
 JSON = {"Content-Type": "application/json"}
-PUBLIC_TASKS = {"demo.add", "demo.sleep", "demo.flaky"}
+PUBLIC_TASKS = {"demo.add", "demo.sleep", "demo.flaky", "demo.fail"}
 ADD = {"task": "demo.add", "args": {"a": 1, "b": 2}}
 VERSION_TEMPLATE = Path(__file__).resolve().parents[2] / "VERSION.tmpl"
 

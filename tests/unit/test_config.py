@@ -33,6 +33,8 @@ def test_defaults(data_dir: Path) -> None:
     assert settings.plugin == DEFAULT_PLUGIN == "courier.demo:create_plugin"
     assert settings.host == "0.0.0.0"  # noqa: S104 - every interface of the container
     assert settings.port == 5001
+    assert settings.metrics_port == 9808
+    assert settings.task_events is False
     assert settings.broker_url == "filesystem://"
     assert settings.embedded
     assert settings.result_backend == (data_dir / "results").resolve().as_uri()
@@ -67,6 +69,8 @@ def test_every_variable_is_read(data_dir: Path) -> None:
         "PLUGIN": "tinyshop:plugin",
         "HOST": "::1",
         "PORT": "8080",
+        "METRICS_PORT": "9100",
+        "TASK_EVENTS": "yes",
         "BROKER_URL": "amqp://guest:guest@rabbit:5672//",
         "RESULT_BACKEND": "redis://redis:6379/1",
         "API_TOKENS": " first-token-0123456789 , second-token-0123456789 ",
@@ -96,6 +100,8 @@ def test_every_variable_is_read(data_dir: Path) -> None:
     assert settings.plugin == "tinyshop:plugin"
     assert settings.host == "::1"
     assert settings.port == 8080
+    assert settings.metrics_port == 9100
+    assert settings.task_events is True
     assert settings.broker_url == "amqp://guest:guest@rabbit:5672//"
     assert not settings.embedded
     assert settings.result_backend == "redis://redis:6379/1"
@@ -183,6 +189,9 @@ def test_blank_values_mean_the_default(data_dir: Path) -> None:
         ({"PORT": "\u0663"}, "PORT"),  # an Arabic-Indic digit: int() would take it
         ({"PLUGIN": "not a reference"}, "PLUGIN"),
         ({"HOST": "localhost"}, "HOST"),
+        ({"TASK_EVENTS": "maybe"}, "TASK_EVENTS"),
+        ({"METRICS_PORT": "70000"}, "METRICS_PORT"),
+        ({"METRICS_PORT": "5001"}, "METRICS_PORT"),
         ({"HOST": "300.1.1.1"}, "HOST"),
         ({"PLUGIN": "module:attr:more"}, "PLUGIN"),
         ({"MODE": "worker"}, "BROKER_URL"),

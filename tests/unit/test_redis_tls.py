@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from courier.queue.app import celery_config, redis_tls_options
-from courier.settings import ConfigError, load_settings
+from courier.queue.app import celery_config
+from courier.settings import ConfigError, load_settings, redis_tls_options
 from tests.unit.conftest import demo_plugin
 
 

@@ -179,11 +179,11 @@ def test_private_tasks_declare_no_parameters() -> None:
 
 def test_demo_tasks_are_public_and_the_heartbeat_is_not() -> None:
     catalog = demo_plugin().catalog()
-    assert set(catalog) == {"demo.add", "demo.sleep", "demo.flaky"}
+    assert set(catalog) == {"demo.add", "demo.sleep", "demo.flaky", "demo.fail"}
     assert catalog["demo.sleep"].validate({"seconds": 61}) == {"seconds": "must be at most 60"}
     assert catalog["demo.add"].description == "Add two numbers."
     declared = {d.name for d in declared_in(["courier.demo.tasks"])}
-    assert declared == {"demo.add", "demo.sleep", "demo.flaky", "demo.heartbeat"}
+    assert declared == {"demo.add", "demo.sleep", "demo.flaky", "demo.fail", "demo.heartbeat"}
 
 
 def test_declared_tasks_stay_plain_functions() -> None:

@@ -46,9 +46,13 @@ def run(celery: CourierCelery, name: str, *args: Any, **kwargs: Any) -> tuple[st
 
 def test_only_public_and_periodic_tasks_are_registered(demo: CourierCelery) -> None:
     registered = set(demo.tasks)
-    assert registered == {"demo.add", "demo.sleep", "demo.flaky", "demo.heartbeat"} | set(
-        KIT_PERIODIC_TASKS
-    )
+    assert registered == {
+        "demo.add",
+        "demo.sleep",
+        "demo.flaky",
+        "demo.fail",
+        "demo.heartbeat",
+    } | set(KIT_PERIODIC_TASKS)
     assert not {"celery.chord_unlock", "celery.chain", "celery.group"} & registered
 
 

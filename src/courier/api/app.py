@@ -12,7 +12,12 @@ import falcon.media
 from courier.api.errors import install_error_handling
 from courier.api.health import LivenessResource, ReadinessResource, VersionResource
 from courier.api.jobs import JobCollectionResource, JobResource, TaskCatalogResource
-from courier.api.middleware import AccessLogMiddleware, BearerAuthMiddleware, RequestIdMiddleware
+from courier.api.middleware import (
+    AccessLogMiddleware,
+    BearerAuthMiddleware,
+    MetricsMiddleware,
+    RequestIdMiddleware,
+)
 from courier.api.openapi import OpenApiResource
 from courier.plugin import Plugin
 from courier.queue.app import CourierCelery
@@ -37,6 +42,7 @@ def create_app(settings: Settings, celery: CourierCelery, plugin: Plugin) -> fal
     middleware: list[Any] = [
         RequestIdMiddleware(),
         AccessLogMiddleware(),
+        MetricsMiddleware(celery.metrics),
         BearerAuthMiddleware(settings.api_tokens),
     ]
     app = falcon.App(middleware=middleware)
@@ -57,7 +63,7 @@ def create_app(settings: Settings, celery: CourierCelery, plugin: Plugin) -> fal
     routes.add(
         "/v1/jobs",
         JobCollectionResource(
-            jobs, celery.catalog, settings.max_body_bytes, settings.prefer_wait_max
+            jobs, celery.catalog, celery.metrics, settings.max_body_bytes, settings.prefer_wait_max
         ),
     )
     routes.add("/v1/jobs/{job_id}", JobResource(jobs, settings.prefer_wait_max))

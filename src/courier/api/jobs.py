@@ -11,6 +11,7 @@ import falcon
 
 from courier.api.errors import Problem
 from courier.api.openapi import Operations, operation
+from courier.metrics import Metrics
 from courier.queue.dependencies import Unavailable
 from courier.queue.jobs import Jobs, parse_job_id
 from courier.tasks import TaskDeclaration
@@ -120,23 +121,32 @@ class JobCollectionResource:
         self,
         jobs: Jobs,
         catalog: Mapping[str, TaskDeclaration],
+        metrics: Metrics,
         max_body_bytes: int,
         max_wait: float,
     ) -> None:
         self._jobs = jobs
         self._catalog = catalog
+        self._submitted = metrics.jobs_submitted
+        self._refused = metrics.jobs_refused
         self._max_body_bytes = max_body_bytes
         self._max_wait = max_wait if jobs.can_wait else 0.0
         self.openapi = {"post": self._post_operation()}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_body(req, self._max_body_bytes)
-        task, args = self._parse_submission(body)
+        try:
+            task, args = self._parse_submission(body)
+        except Problem:
+            self._count_refusal(body)
+            raise
         wait = preferred_wait(req, self._max_wait)
         try:
             status = self._jobs.submit(task.name, args, req.context.request_id, wait)
         except Unavailable as error:
+            self._refused.labels(task.name, "unavailable").inc()
             raise unavailable(error) from error
+        self._submitted.labels(task.name).inc()
         resp.location = f"/v1/jobs/{status.id}"
         apply_wait(resp, wait)
         if status.finished:
@@ -144,6 +154,16 @@ class JobCollectionResource:
             return
         resp.status = falcon.HTTP_202
         resp.media = {"id": status.id, "state": "PENDING"}
+
+    def _count_refusal(self, body: Any) -> None:
+        """Labelled with the task only when it is a public one: client input is no label."""
+        name = body.get("task") if isinstance(body, dict) else None
+        if isinstance(name, str) and name in self._catalog:
+            self._refused.labels(name, "invalid").inc()
+        elif isinstance(name, str):
+            self._refused.labels("(unknown)", "unknown_task").inc()
+        else:
+            self._refused.labels("(unknown)", "invalid").inc()
 
     def _parse_submission(self, body: Any) -> tuple[TaskDeclaration, dict[str, Any]]:
         if not isinstance(body, dict):

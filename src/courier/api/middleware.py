@@ -1,4 +1,4 @@
-"""Middleware, one job each: the request id, the access log line, bearer-token auth."""
+"""Middleware, one job each: the request id, the access log line, metrics, bearer-token auth."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import falcon
 import structlog
 
 from courier.logs import get_logger
+from courier.metrics import Metrics
 from courier.names import REQUEST_ID_HTTP_HEADER as REQUEST_ID_HEADER
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
@@ -52,6 +53,31 @@ class AccessLogMiddleware:
             path=req.path,
             status=resp.status_code,
             duration_ms=round(duration_ms, 2),
+        )
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class MetricsMiddleware:
+    """`courier_http_requests_total` and the latency histogram, by route template (never the
+    raw path: ids would make a series per job), method and status."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._requests = metrics.http_requests
+        self._duration = metrics.http_duration
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.metrics_started = time.perf_counter()
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        route = req.uri_template or "(unmatched)"
+        method = req.method if req.method in _METHODS else "OTHER"
+        self._requests.labels(route, method, str(resp.status_code)).inc()
+        self._duration.labels(route, method).observe(
+            time.perf_counter() - req.context.metrics_started
         )
 
 

@@ -10,6 +10,7 @@ from gunicorn.app.base import BaseApplication
 
 from courier.api.app import create_app
 from courier.logs import logging_config
+from courier.metrics import forget_process
 from courier.plugin import Plugin
 from courier.queue.app import create_celery
 from courier.settings import Settings
@@ -39,7 +40,13 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "proc_name": "courier-api",
         # No control socket: it would be written under $HOME, which is read-only in the image.
         "control_socket_disable": True,
+        # A dead web worker's live gauges stop counting (its counters still do).
+        "child_exit": _forget_worker,
     }
+
+
+def _forget_worker(server: Any, worker: Any) -> None:
+    forget_process(worker.pid)
 
 
 class _Server(BaseApplication):  # type: ignore[misc]

@@ -1,5 +1,6 @@
 """Example tasks. `demo.add` and `demo.sleep` are used by the tests; `demo.flaky` shows retries
-with backoff; `demo.heartbeat` is sent by beat and records when it last ran."""
+with backoff, `demo.fail` a failure the client may read; `demo.heartbeat` is sent by beat and
+records when it last ran."""
 
 from __future__ import annotations
 
@@ -66,6 +67,12 @@ def flaky(
         raise TransientError(f"attempt {attempt} failed")
     log.info("succeeded", attempt=attempt)
     return {"attempts": attempt}
+
+
+@task("demo.fail", public=True)
+def fail(message: Annotated[str, Param("what the error says", max_length=200)]) -> None:
+    """Fail with a public error: how a job's error reaches the client."""
+    raise PublicError(message)
 
 
 @task("demo.heartbeat", bind=True, ignore_result=True)

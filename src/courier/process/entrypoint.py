@@ -90,9 +90,12 @@ def run() -> int:
         settings = settings_from(os.environ)
     except ConfigError as error:
         return report(error)
+    from courier.process.exporter import prepare_multiprocess_dir, start_exporter
+
     needs_token = settings.mode in ("api", "all") and not settings.api_tokens
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_multiprocess_dir(settings.data_dir / "metrics")
         if needs_token:
             settings = dataclasses.replace(settings, api_tokens=(ensure_generated_token(settings),))
     except (OSError, ValueError):
@@ -108,6 +111,8 @@ def run() -> int:
             "print it with `courier token` (docker exec CONTAINER courier token)",
         )
     log.info("starting", mode=settings.mode, embedded_broker=settings.embedded)
+    # Forked before anything heavy is imported: the exporter stays small.
+    start_exporter(settings)
 
     from courier.plugin import load_plugin
 

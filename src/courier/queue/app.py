@@ -4,11 +4,10 @@ into task logs. Built by `create_celery(settings, plugin)`; nothing is built at 
 from __future__ import annotations
 
 import functools
-import ssl
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
 
 import structlog
 from celery import Celery, bootsteps, signals
@@ -17,11 +16,12 @@ from kombu.serialization import register
 from kombu.utils import json
 
 from courier import liveness
+from courier.metrics import QUEUED_AT_HEADER, Metrics
 from courier.names import REQUEST_ID_HEADER
 from courier.plugin import Plugin
-from courier.queue import embedded_transport, redis_backend, redis_transport
+from courier.queue import embedded_transport, redis_backend, redis_transport, task_metrics
 from courier.queue.trust import DeclaredTask, allowed_tasks, keep_only
-from courier.settings import REDIS_TLS_OPTIONS, Settings, is_redis_url
+from courier.settings import Settings, is_redis_url, redis_tls_options
 from courier.tasks import TaskDeclaration
 
 # Beat's publishing against a broker that is away: a few short retries, then the next tick.
@@ -68,25 +68,7 @@ class CourierCelery(Celery):  # type: ignore[misc]
     settings: Settings
     plugin: Plugin
     catalog: Mapping[str, TaskDeclaration]
-
-
-_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
-
-
-def redis_tls_options(url: str) -> dict[str, Any] | None:
-    """The TLS options of a `rediss://` URL (None for any other): its `ssl_*` query parameters,
-    with the server's certificate verified unless `ssl_cert_reqs` says otherwise.
-
-    Left to themselves, kombu would connect without verifying a certificate and Celery's result
-    backend would refuse to start when a `rediss://` URL has no `ssl_cert_reqs`.
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "rediss":
-        return None
-    query = dict(parse_qsl(parts.query))
-    options: dict[str, Any] = {key: query[key] for key in REDIS_TLS_OPTIONS if key in query}
-    options["ssl_cert_reqs"] = _CERT_REQS[query.get("ssl_cert_reqs", "required")]
-    return options
+    metrics: Metrics
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
@@ -164,6 +146,9 @@ def celery_config(settings: Settings, plugin: Plugin) -> dict[str, Any]:
         "result_backend_transport_options": {"retry_policy": NO_RETRY_POLICY},
         # The filesystem transport has no broadcast: no remote control in the embedded mode.
         "worker_enable_remote_control": not settings.embedded,
+        # Task events (Flower's view); Flower switches them on by remote control too.
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "beat_schedule": {name: dict(entry) for name, entry in plugin.periodic_jobs.items()},
@@ -188,6 +173,7 @@ def create_celery(settings: Settings, plugin: Plugin) -> CourierCelery:
     celery = CourierCelery("courier")
     celery.settings = settings
     celery.plugin = plugin
+    celery.metrics = Metrics()
     declarations = plugin.tasks()
     celery.catalog = {d.name: d for d in declarations if d.public}
     celery.conf.update(celery_config(settings, plugin))
@@ -261,6 +247,8 @@ def _install_process_hooks() -> None:
     signals.setup_logging.connect(_keep_our_logging, dispatch_uid="courier.logging")
     signals.task_prerun.connect(_bind_task_context, dispatch_uid="courier.task_context")
     signals.task_postrun.connect(_clear_task_context, dispatch_uid="courier.task_context_clear")
+    signals.before_task_publish.connect(_stamp_queued_at, dispatch_uid="courier.queued_at")
+    task_metrics.connect()
 
 
 def _apply_worker_settings(conf: Any, **_: Any) -> None:
@@ -285,3 +273,9 @@ def _bind_task_context(task_id: str, task: Any, **_: Any) -> None:
 
 def _clear_task_context(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
+
+
+def _stamp_queued_at(headers: dict[str, Any], **_: Any) -> None:
+    """When a message was queued, for the age of the oldest waiting job (the protocol has no
+    such field)."""
+    headers.setdefault(QUEUED_AT_HEADER, time.time())

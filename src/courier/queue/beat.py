@@ -8,12 +8,14 @@ seconds and a standby takes over. While Redis does not answer, the holder keeps 
 its entries (runs due meanwhile are sent once Redis is back). Without a Redis URL (the embedded
 mode) it behaves exactly like Celery's own `PersistentScheduler`.
 
-Every tick also touches beat's liveness file, read by `courier healthcheck`.
+Every tick also touches beat's liveness file, read by `courier healthcheck`, and sets the
+`courier_beat_last_tick_timestamp_seconds` and `courier_beat_lock_held` gauges.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from enum import Enum
 from typing import Any
 
@@ -56,9 +58,13 @@ class LockedScheduler(PersistentScheduler):
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         self._liveness.touch()
+        metrics = self.app.metrics
+        metrics.beat_last_tick.set(time.time())
         if self._lock is None:
+            metrics.beat_lock_held.set(1)  # unlocked (embedded): this beat sends
             return float(super().tick(*args, **kwargs))
         claim = self._claim()
+        metrics.beat_lock_held.set(1 if claim is Claim.HOLDING else 0)
         if claim is Claim.STANDBY:
             self._hold_back_entries()
         if claim is not Claim.HOLDING:

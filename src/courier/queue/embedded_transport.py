@@ -17,7 +17,7 @@ from queue import Empty  # the standard library's: what kombu's channels raise
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES, filesystem
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 
 UNACKED_OPTION = "unacked_folder"
 
@@ -76,6 +76,10 @@ def requeue_unacknowledged(unacked_folder: Path, queue_folder: Path) -> int:
     count = 0
     for path in sorted(unacked_folder.glob("*.msg")):
         with contextlib.suppress(FileNotFoundError):
+            payload = loads(path.read_bytes())
+            payload.setdefault("headers", {})["redelivered"] = True
+            payload["properties"].setdefault("delivery_info", {})["redelivered"] = True
+            path.write_bytes(dumps(payload).encode())  # marked as Redis marks a restored one
             path.rename(queue_folder / path.name)
             count += 1
     return count
