@@ -9,6 +9,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from courier.api.app import create_app
+from courier.api.buffering import ReadLimits, buffering_worker
 from courier.logs import logging_config
 from courier.plugin import Plugin
 from courier.queue.app import create_celery
@@ -21,7 +22,17 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         if ":" in settings.host
         else f"{settings.host}:{settings.port}",
         "workers": settings.web_concurrency,
-        "worker_class": "courier.api.draining.DrainingSyncWorker",
+        # Requests are read whole, without blocking, before a thread serves them: slow or idle
+        # clients cannot hold the threads (see courier.api.buffering).
+        "worker_class": buffering_worker(
+            ReadLimits(
+                header_timeout=settings.request_header_timeout,
+                body_timeout=settings.request_body_timeout,
+                max_body=settings.max_body_bytes,
+            )
+        ),
+        "threads": settings.web_threads,
+        "keepalive": settings.keepalive_timeout,
         # The app is built once here, before the workers fork: they answer as soon as they
         # exist, and a broken app stops the server at start instead of in a crash loop.
         "preload_app": True,
