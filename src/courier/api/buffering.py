@@ -305,7 +305,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         except Exception:
             keep_alive = False
         if not keep_alive:
-            self._close_after_answer(conn)
+            self._close_served(conn)
         elif conn.parser.unreader.buf.getvalue():
             conn.sock.setblocking(False)
             self.enqueue_req(conn)  # the next request was read ahead with this one
@@ -325,6 +325,19 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self._unregister(conn)
         self._send_now(conn.sock, problem_response(status, detail))
         self._close_after_answer(conn)
+
+    def _close_served(self, conn: _Connection) -> None:
+        """Close after a response: at once when the client sent nothing more (the usual case),
+        else after draining what it sent."""
+        try:
+            conn.sock.setblocking(False)
+            more = conn.sock.recv(RECV_BYTES)
+        except OSError:  # nothing waiting (or the connection is gone)
+            more = b""
+        if more:
+            self._close_after_answer(conn)
+        else:
+            self._drop(conn)
 
     def _close_after_answer(self, conn: _Connection) -> None:
         """Half-close, then discard what the client still sends for a moment before closing:
