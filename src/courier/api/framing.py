@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from gunicorn.http.body import CHUNK_EXT_RE
+
 Buffer = bytes | bytearray
 Step = Callable[[Buffer], bool]
 
@@ -24,7 +26,22 @@ CRLF = b"\r\n"
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
 _DIGITS = re.compile(rb"[0-9]+")
+# What gunicorn requires of a request line at the least (RFC 9110 token, RFC 3986 characters).
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(rb"[\x21-\x7e]+")
+_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _MAX_SIZE_DIGITS = 15  # more than this (without leading zeros) is beyond any body limit
+
+
+def _plausible_request_line(line: bytes) -> bool:
+    """Whether gunicorn might accept it (what it surely refuses, it refuses at once)."""
+    parts = line.split(b" ", 2)
+    return (
+        len(parts) == 3
+        and _TOKEN.fullmatch(parts[0]) is not None
+        and _TARGET.fullmatch(parts[1]) is not None
+        and _VERSION.fullmatch(parts[2]) is not None
+    )
 
 
 class ContentTooLarge(Exception):
@@ -64,6 +81,7 @@ class RequestScanner:
         self.head_end = 0
         self.expects_continue = False  # an HTTP/1.1 `Expect: 100-continue` with a body to come
         self._start = 0  # the request line's first byte (after one optional empty line)
+        self._line_end = -1  # the request line's CRLF, once it came and looked valid
         self._searched = 0  # bytes already searched for the current terminator
         self._step: Step = self._head
         self._remaining = 0  # Content-Length bytes still to come
@@ -90,12 +108,17 @@ class RequestScanner:
             if buffer[:2] == CRLF:
                 self._start = self._searched = 2
         start = self._start
-        line_end = buffer.find(CRLF, start)
-        # gunicorn's 414, as it decides it: on a line it has whole, or on 2 bytes more.
-        if line_end - start > self.limits.request_line or (
-            line_end < 0 and len(buffer) - start - 2 > self.limits.request_line
-        ):
-            return self._whole(len(buffer))
+        if self._line_end < 0:
+            line_end = buffer.find(CRLF, start)
+            # gunicorn's 414, as it decides it: on a line it has whole, or on 2 bytes more.
+            if line_end - start > self.limits.request_line or (
+                line_end < 0 and len(buffer) - start - 2 > self.limits.request_line
+            ):
+                return self._whole(len(buffer))
+            if line_end >= 0:
+                if not _plausible_request_line(bytes(buffer[start:line_end])):
+                    return self._whole(line_end)  # gunicorn refuses it before the headers
+                self._line_end = line_end
         searched_from = max(start, self._searched - 3)
         end = buffer.find(b"\r\n\r\n", searched_from)
         if _BARE_LF.search(buffer, searched_from, len(buffer) if end < 0 else end):
@@ -170,12 +193,16 @@ class RequestScanner:
                 return self._whole(len(buffer))  # gunicorn: invalid chunk size
             self._check_overhead(buffer)
             return False
-        size_text = buffer[position:line_end]
-        if b";" in size_text:
-            size_text = size_text.partition(b";")[0].rstrip(b" \t")
-        if not _HEX.fullmatch(size_text):
-            return self._whole(line_end)  # gunicorn: invalid chunk size
-        digits = bytes(size_text).lstrip(b"0")
+        size_text, semicolon, extension = bytes(buffer[position:line_end]).partition(b";")
+        if semicolon:
+            size_text = size_text.rstrip(b" \t")
+        if (
+            not _HEX.fullmatch(size_text)
+            or b"\r" in extension
+            or (semicolon and not CHUNK_EXT_RE.fullmatch(b";" + extension))
+        ):
+            return self._whole(line_end)  # gunicorn: invalid chunk size or extension
+        digits = size_text.lstrip(b"0")
         if len(digits) > _MAX_SIZE_DIGITS:
             raise ContentTooLarge
         size = int(digits or b"0", 16)
@@ -192,11 +219,12 @@ class RequestScanner:
 
     def _chunk_data(self, buffer: Buffer) -> bool:
         data_end = self._searched + self._remaining
-        if len(buffer) < data_end + 2:
+        terminator = buffer[data_end : data_end + 2]
+        if not CRLF.startswith(terminator):
+            return self._whole(len(buffer))  # gunicorn: chunk missing its terminator
+        if len(terminator) < 2:
             self._check_overhead(buffer)
             return False
-        if buffer[data_end : data_end + 2] != CRLF:
-            return self._whole(data_end + 2)  # gunicorn: chunk missing its terminator
         self._searched = data_end + 2
         self._step = self._chunk_line
         return True
