@@ -12,7 +12,13 @@ from gunicorn.config import Config
 from gunicorn.http import errors as http_errors
 from gunicorn.http.parser import RequestParser
 
-from courier.api.buffering import ReadLimits, RequestTimeout, describe, problem_response
+from courier.api.buffering import (
+    IncompleteRequest,
+    ReadLimits,
+    RequestTimeout,
+    describe,
+    problem_response,
+)
 from courier.api.framing import ContentTooLarge, HeadTooLarge, Limits, Progress, RequestScanner
 
 LIMITS = Limits(request_line=4094, head=65536, body=10_000)
@@ -261,6 +267,7 @@ READ_LIMITS = ReadLimits(header_timeout=10, body_timeout=30, max_body=65536)
     ("error", "status"),
     [
         (RequestTimeout(), 408),
+        (IncompleteRequest(), 400),
         (ContentTooLarge(), 413),
         (HeadTooLarge(), 431),
         (http_errors.LimitRequestHeaders("limit request headers fields"), 431),

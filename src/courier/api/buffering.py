@@ -67,6 +67,10 @@ class RequestTimeout(Exception):
     """The request was not complete within its time: 408."""
 
 
+class IncompleteRequest(Exception):
+    """The client ended its side of the connection in the middle of a request: 400."""
+
+
 class _HeldBytes(Unreader):  # type: ignore[misc]
     """An unreader over bytes the event loop already received: it never reads the socket, so a
     request parsed from it can never block a thread."""
@@ -160,13 +164,8 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         for listener in self.sockets:
             listener.setblocking(False)
             for _ in range(self.worker_connections):
-                try:
-                    client, address = listener.accept()
-                except OSError as error:
-                    if error.errno in _NOTHING_WAITING:
-                        break
-                    raise
-                self._accepted(client, address, listener)
+                if not self._accept_one(listener):
+                    break
             listener.close()
 
     def _wait(self) -> float:
@@ -193,18 +192,20 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
     # -- reading requests ----------------------------------------------------------------------
 
     def accept(self, listener: socket.socket) -> None:
+        self._accept_one(listener)
+
+    def _accept_one(self, listener: socket.socket) -> bool:
+        """Accept one connection and start reading its request; False when none was waiting."""
         try:
             client, address = listener.accept()
         except OSError as error:
             if error.errno in _NOTHING_WAITING:
-                return
+                return False
             raise
-        self._accepted(client, address, listener)
-
-    def _accepted(self, client: socket.socket, address: Any, listener: socket.socket) -> None:
         self.nr_conns += 1
         conn = _Connection(self.cfg, client, address, listener.getsockname())
         self._start_reading(conn, b"")
+        return True
 
     def enqueue_req(self, conn: _Connection) -> None:
         """A complete request goes to the pool; anything else (a kept-alive connection that
@@ -237,7 +238,11 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             self._drop(conn)
             return
         if not data:
-            self._drop(conn)  # the client went away before its request was complete
+            # The client stopped sending (a half-close): it may still read an answer.
+            if conn.buffer:
+                self._refuse(conn, IncompleteRequest())
+            else:
+                self._drop(conn)
             return
         conn.buffer += data
         self._advance(conn)
@@ -415,6 +420,8 @@ def describe(error: BaseException, limits: ReadLimits, framing: Limits) -> tuple
             f"The request was not complete in time ({_seconds(limits.header_timeout)} for "
             f"the request line and headers, then {_seconds(limits.body_timeout)} for the body)."
         )
+    if isinstance(error, IncompleteRequest):
+        return 400, "The request ended before it was complete."
     if isinstance(error, ContentTooLarge):
         return 413, f"The body must be at most {limits.max_body} bytes."
     if isinstance(error, HeadTooLarge | e.LimitRequestHeaders):
