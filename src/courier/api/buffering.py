@@ -292,7 +292,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
     def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
         """Any error gunicorn answers itself, as a problem document."""
         status, detail = self._describe(exc)
-        if status >= 500:
+        if status == 500:  # the server's fault, not the request's (501 is the client's)
             log.error("request failed in the server", exc_info=exc)
         else:
             log.warning("request refused", status=status, reason=type(exc).__name__)
