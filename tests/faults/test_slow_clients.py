@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import selectors
 import socket
@@ -24,7 +25,7 @@ import requests
 
 from tests.faults.helpers import REDIS_URL
 from tests.faults.security_support import PROBLEM_JSON
-from tests.stack import ApiClient, Stack, json_lines, raw_logs, stack
+from tests.stack import ApiClient, Stack, json_lines, raw_logs, stack, wait_until
 
 HEADER_TIMEOUT = 10.0  # REQUEST_HEADER_TIMEOUT's default
 BODY_TIMEOUT = 15.0
@@ -236,12 +237,16 @@ def test_slow_and_idle_connections_do_not_starve_the_api(system: Stack) -> None:
         f"real requests: {len(probes.load_statuses)} answered ({load_ok} 2xx), "
         f"errors {probes.load_errors}"
     )
-    refusals = [
-        line
-        for line in json_lines(api)
-        if line.get("event") == "request refused" and line.get("status") == 408
-    ]
-    print(f"  the API logged {len(refusals)} 408 refusals")
+
+    def refusals() -> int:
+        lines = json_lines(api)
+        return sum(1 for x in lines if x.get("event") == "request refused" and x["status"] == 408)
+
+    # The engine copies a container's output to its log a moment after it was written.
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: refusals() >= len(clients), 15, what="every 408 logged")
+    logged = refusals()
+    print(f"  the API logged {logged} refusals with 408")
 
     still_open = [c.group for c in clients if c.closed is None]
     assert not still_open, f"{len(still_open)} slow connections never closed: {still_open[:5]}"
@@ -253,7 +258,7 @@ def test_slow_and_idle_connections_do_not_starve_the_api(system: Stack) -> None:
     assert not probes.load_errors
     assert probes.load_statuses, "no real request was made"
     assert set(probes.load_statuses) <= {200, 202}, probes.load_statuses
-    assert len(refusals) == len(clients)
+    assert logged == len(clients)
     assert client.get("/healthz").status_code == 200
     assert "Traceback" not in raw_logs(api)
 
@@ -343,7 +348,8 @@ def test_requests_the_server_refuses_get_problem_documents(system: Stack) -> Non
     address = api_address(client)
 
     outcomes = []
-    for case in malformed_requests():
+    cases = malformed_requests()
+    for case in cases:
         started = time.monotonic()
         raw = exchange(address, case)
         took = time.monotonic() - started
@@ -355,6 +361,11 @@ def test_requests_the_server_refuses_get_problem_documents(system: Stack) -> Non
     print(f"\n{len(outcomes)} malformed requests, each a problem document:")
     print("\n".join(outcomes))
 
+    # Each refusal is logged once; wait for the last ones to reach the container's log.
+    def refusals() -> int:
+        return sum(1 for line in json_lines(api) if line.get("event") == "request refused")
+
+    wait_until(lambda: refusals() >= len(cases), 15, what="every refusal logged")
     logs = raw_logs(api)
     assert SECRET not in logs
     assert "Traceback" not in logs

@@ -319,6 +319,8 @@ def test_api_mode_runs_gunicorn_in_the_entrypoint_process(data_dir: Path, tmp_pa
     }
     with started(data_dir, log, **environ) as process:
         wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 20, process, log)
+        # The first worker may answer before gunicorn has forked the second.
+        wait_until(lambda: len(children_of(process.pid)) >= 2, 10, process, log)
 
         workers = children_of(process.pid)
         assert len(workers) == 2, workers

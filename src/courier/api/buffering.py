@@ -49,6 +49,7 @@ RECV_BYTES = 64 * 1024
 LINGER_SECONDS = 2.0  # after a final answer, unread input is drained this long (no RST)
 SEND_TIMEOUT = 30.0  # a response (or an error) that cannot be sent in this time is dropped
 STOP_IDLE_LINGER = 2.0  # on SIGTERM, how long an accepted connection may take to send anything
+HEARTBEAT_SECONDS = 0.5
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 READ = selectors.EVENT_READ
 _NOTHING_WAITING = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED)
@@ -106,6 +107,8 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._deadlines: list[tuple[float, int, _Connection]] = []
         self._order = itertools.count()
+        self._next_heartbeat = 0.0
+        self._addresses: dict[int, Any] = {}  # listener fd: the address it listens on
         self._framing = Limits(
             request_line=min(self.cfg.limit_request_line or 8190, 8190),
             head=MAX_HEAD_BYTES,
@@ -125,7 +128,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self.poller.register(self.method_queue.fileno(), READ, self.method_queue.run_callbacks)
         self.set_accept_enabled(True)
         while self.alive:
-            self.notify()
+            self._heartbeat()
             can_accept = self.nr_conns < self.worker_connections
             if can_accept != self._accepting:
                 self.set_accept_enabled(can_accept)
@@ -149,7 +152,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
                 self._set_deadline(conn, min(conn.deadline, now + STOP_IDLE_LINGER))
         graceful_deadline = now + self.cfg.graceful_timeout
         while self.nr_conns > 0 and time.monotonic() < graceful_deadline:
-            self.notify()
+            self._heartbeat()
             self.wait_for_and_dispatch_events(timeout=self._wait())
             self._expire()
             self.murder_keepalived()
@@ -167,6 +170,14 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
                 if not self._accept_one(listener):
                     break
             listener.close()
+
+    def _heartbeat(self) -> None:
+        """Tell the arbiter we are alive: at most every HEARTBEAT_SECONDS, not once per event
+        (each is a system call; gunicorn's timeout is a minute)."""
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self.notify()
+            self._next_heartbeat = now + HEARTBEAT_SECONDS
 
     def _wait(self) -> float:
         """Seconds until the loop must next look at the deadlines (at most one)."""
@@ -203,7 +214,10 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
                 return False
             raise
         self.nr_conns += 1
-        conn = _Connection(self.cfg, client, address, listener.getsockname())
+        server = self._addresses.get(listener.fileno())
+        if server is None:
+            server = self._addresses[listener.fileno()] = listener.getsockname()
+        conn = _Connection(self.cfg, client, address, server)
         self._start_reading(conn, b"")
         return True
 
