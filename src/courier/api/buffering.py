@@ -26,7 +26,7 @@ import json
 import selectors
 import socket
 import time
-from concurrent import futures
+from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
@@ -108,6 +108,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self._deadlines: list[tuple[float, int, _Connection]] = []
         self._order = itertools.count()
         self._next_heartbeat = 0.0
+        self._closed_by_threads: deque[_Connection] = deque()  # appended to by pool threads
         self._addresses: dict[int, Any] = {}  # listener fd: the address it listens on
         self._framing = Limits(
             request_line=min(self.cfg.limit_request_line or 8190, 8190),
@@ -129,6 +130,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self.set_accept_enabled(True)
         while self.alive:
             self._heartbeat()
+            self._reap()
             can_accept = self.nr_conns < self.worker_connections
             if can_accept != self._accepting:
                 self.set_accept_enabled(can_accept)
@@ -151,7 +153,10 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             if conn.stage == conn.READING and not conn.buffer:
                 self._set_deadline(conn, min(conn.deadline, now + STOP_IDLE_LINGER))
         graceful_deadline = now + self.cfg.graceful_timeout
-        while self.nr_conns > 0 and time.monotonic() < graceful_deadline:
+        while True:
+            self._reap()
+            if self.nr_conns <= 0 or time.monotonic() >= graceful_deadline:
+                break
             self._heartbeat()
             self.wait_for_and_dispatch_events(timeout=self._wait())
             self._expire()
@@ -227,7 +232,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         if conn.ready:
             conn.ready = False
             conn.stage = conn.SERVING
-            super().enqueue_req(conn)
+            self.tpool.submit(self._serve, conn)
             return
         self._start_reading(conn, conn.parser.unreader.take_buffered())
 
@@ -318,13 +323,41 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
 
     # -- after a response ----------------------------------------------------------------------
 
-    def finish_request(self, conn: _Connection, fs: futures.Future[Any]) -> None:
+    def _serve(self, conn: _Connection) -> None:
+        """In a pool thread: serve the request; close the connection here when that is all
+        there is to do (the event loop is not woken for it), else hand it back to the loop."""
+        keep_alive = False
         try:
-            keep_alive = bool(fs.result()) if not fs.cancelled() else False
-        except Exception:
-            keep_alive = False
+            keep_alive = bool(self.handle(conn))
+        finally:
+            if not keep_alive and self.alive and self._nothing_more_sent(conn):
+                conn.close()
+                self._closed_by_threads.append(conn)
+            else:
+                self.method_queue.defer(self._served, conn, keep_alive)
+
+    @staticmethod
+    def _nothing_more_sent(conn: _Connection) -> bool:
+        """True when the client sent nothing after its request: closing then resets nothing."""
+        try:
+            conn.sock.setblocking(False)
+            return not conn.sock.recv(1, socket.MSG_PEEK)
+        except OSError:  # nothing waiting, or the connection is gone anyway
+            return True
+
+    def _reap(self) -> None:
+        """Count the connections pool threads closed."""
+        while self._closed_by_threads:
+            self._closed_by_threads.popleft().stage = _Connection.CLOSED
+            self.nr_conns -= 1
+
+    def _served(self, conn: _Connection, keep_alive: bool) -> None:
+        """Back in the event loop after a response: keep the connection, or close it."""
         if not keep_alive:
-            self._close_served(conn)
+            if self._nothing_more_sent(conn):
+                self._drop(conn)
+            else:
+                self._close_after_answer(conn)
         elif conn.parser.unreader.buf.getvalue():
             conn.sock.setblocking(False)
             self.enqueue_req(conn)  # the next request was read ahead with this one
@@ -344,19 +377,6 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self._unregister(conn)
         self._send_now(conn.sock, problem_response(status, detail))
         self._close_after_answer(conn)
-
-    def _close_served(self, conn: _Connection) -> None:
-        """Close after a response: at once when the client sent nothing more (the usual case),
-        else after draining what it sent."""
-        try:
-            conn.sock.setblocking(False)
-            more = conn.sock.recv(RECV_BYTES)
-        except OSError:  # nothing waiting (or the connection is gone)
-            more = b""
-        if more:
-            self._close_after_answer(conn)
-        else:
-            self._drop(conn)
 
     def _close_after_answer(self, conn: _Connection) -> None:
         """Half-close, then discard what the client still sends for a moment before closing:
