@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from courier.api.app import create_app
 from courier.api.buffering import ReadLimits, buffering_worker
@@ -14,6 +15,14 @@ from courier.logs import logging_config
 from courier.plugin import Plugin
 from courier.queue.app import create_celery
 from courier.settings import Settings
+
+
+class _NoAccessLogLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger without its access log. With `logconfig_dict` set gunicorn would build
+    an access record for every request, only for its handler-less logger to drop it."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
@@ -41,6 +50,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout": 60,
         # Our middleware writes one access line per request with the request id.
         "accesslog": None,
+        "logger_class": _NoAccessLogLogger,
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": logging_config(settings.log_level, settings.log_format),
