@@ -1,8 +1,9 @@
 """The API's gunicorn worker: each request is read whole before a thread serves it.
 
-gunicorn's threaded worker hands a new connection to a pool thread, which then waits for the
-request and parses it from a blocking socket: a few idle or byte-a-second clients hold every
-thread. `BufferingWorker` keeps the thread pool and the event loop of gunicorn's `ThreadWorker`
+gunicorn's threaded worker hands a new connection to a pool thread, which waits up to 5 s for
+its first bytes and then parses the request from a blocking socket with no deadline: a few idle
+or byte-a-second clients hold every thread. `BufferingWorker` keeps the thread pool and the
+event loop of gunicorn's `ThreadWorker`
 but reads in the loop itself, without blocking: the request line, the headers, and a
 Content-Length or chunked body of at most `max_body` bytes (`courier.api.framing` tells when the
 request is complete). Only a complete request reaches a thread, which parses it with gunicorn's
