@@ -460,6 +460,34 @@ class Settings:
         30,
         "Seconds requests in flight get to finish after SIGTERM.",
     )
+    request_header_timeout: float = setting(
+        "REQUEST_HEADER_TIMEOUT",
+        Number(0.5, 300),
+        10.0,
+        "Seconds a client gets to send a request's line and headers, from its connection (or "
+        "the first byte of its next request); later: 408 and closed.",
+    )
+    request_body_timeout: float = setting(
+        "REQUEST_BODY_TIMEOUT",
+        Number(0.5, 3600),
+        30.0,
+        "Seconds a client gets to send the whole body once its headers are in; later: 408 and "
+        "closed.",
+    )
+    keepalive_timeout: int = setting(
+        "KEEPALIVE_TIMEOUT",
+        Integer(0, 3600),
+        5,
+        "Seconds an idle client connection stays open for another request (0: closed after "
+        "each response). Behind a load balancer that reuses connections, set it above the "
+        "balancer's idle timeout.",
+    )
+    web_threads: int = setting(
+        "WEB_THREADS",
+        Integer(1, 64),
+        4,
+        "Threads per API worker process, each serving one complete request at a time.",
+    )
     task_time_limit: int = setting(
         "TASK_TIME_LIMIT",
         Integer(1, 7 * DAY),

@@ -82,6 +82,10 @@ def test_every_variable_is_read(data_dir: Path) -> None:
         "MAX_BODY_BYTES": "1024",
         "PREFER_WAIT_MAX": "2.5",
         "GRACEFUL_TIMEOUT": "10",
+        "REQUEST_HEADER_TIMEOUT": "4.5",
+        "REQUEST_BODY_TIMEOUT": "12",
+        "KEEPALIVE_TIMEOUT": "0",
+        "WEB_THREADS": "8",
         "TASK_TIME_LIMIT": "100",
         "TASK_SOFT_TIME_LIMIT": "90",
         "RESULT_EXPIRES": "600",
@@ -114,6 +118,10 @@ def test_every_variable_is_read(data_dir: Path) -> None:
     assert settings.max_body_bytes == 1024
     assert settings.prefer_wait_max == 2.5
     assert settings.graceful_timeout == 10
+    assert settings.request_header_timeout == 4.5
+    assert settings.request_body_timeout == 12
+    assert settings.keepalive_timeout == 0
+    assert settings.web_threads == 8
     assert settings.task_time_limit == 100
     assert settings.task_soft_time_limit == 90
     assert settings.result_expires == 600
@@ -161,6 +169,16 @@ def test_blank_values_mean_the_default(data_dir: Path) -> None:
         ({"WORKER_CONCURRENCY": "two"}, "WORKER_CONCURRENCY"),
         ({"MAX_BODY_BYTES": "63"}, "MAX_BODY_BYTES"),
         ({"GRACEFUL_TIMEOUT": "0"}, "GRACEFUL_TIMEOUT"),
+        ({"REQUEST_HEADER_TIMEOUT": "0.4"}, "REQUEST_HEADER_TIMEOUT"),
+        ({"REQUEST_HEADER_TIMEOUT": "301"}, "REQUEST_HEADER_TIMEOUT"),
+        ({"REQUEST_HEADER_TIMEOUT": "nan"}, "REQUEST_HEADER_TIMEOUT"),
+        ({"REQUEST_BODY_TIMEOUT": "0.4"}, "REQUEST_BODY_TIMEOUT"),
+        ({"REQUEST_BODY_TIMEOUT": "3601"}, "REQUEST_BODY_TIMEOUT"),
+        ({"KEEPALIVE_TIMEOUT": "-1"}, "KEEPALIVE_TIMEOUT"),
+        ({"KEEPALIVE_TIMEOUT": "3601"}, "KEEPALIVE_TIMEOUT"),
+        ({"KEEPALIVE_TIMEOUT": "1.5"}, "KEEPALIVE_TIMEOUT"),
+        ({"WEB_THREADS": "0"}, "WEB_THREADS"),
+        ({"WEB_THREADS": "65"}, "WEB_THREADS"),
         ({"TASK_TIME_LIMIT": "0"}, "TASK_TIME_LIMIT"),
         ({"TASK_TIME_LIMIT": "60", "TASK_SOFT_TIME_LIMIT": "61"}, "TASK_SOFT_TIME_LIMIT"),
         ({"TASK_SOFT_TIME_LIMIT": "301"}, "TASK_SOFT_TIME_LIMIT"),

@@ -316,11 +316,12 @@ def test_api_mode_runs_gunicorn_in_the_entrypoint_process(data_dir: Path, tmp_pa
         "BROKER_URL": dead_redis_url(),
         "WEB_CONCURRENCY": "2",
         "GRACEFUL_TIMEOUT": "5",
+        "METRICS_PORT": str(free_port()),
     }
     with started(data_dir, log, **environ) as process:
         wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 20, process, log)
-
-        # Its children: the two web workers, and the metrics exporter forked before them.
+        # Its children: the two web workers (the first may answer before gunicorn has forked
+        # the second), and the metrics exporter forked before them.
         wait_until(lambda: len(children_of(process.pid)) == 3, 20, process, log)
         children = set(children_of(process.pid))
         booted = {

@@ -11,10 +11,13 @@ import falcon
 
 from courier.api.errors import Problem
 from courier.api.openapi import Operations, operation
+from courier.logs import get_logger
 from courier.metrics import Metrics
 from courier.queue.dependencies import Unavailable
 from courier.queue.jobs import Jobs, parse_job_id
 from courier.tasks import TaskDeclaration
+
+log = get_logger("courier.api")
 
 JOB_STATES = ["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
 
@@ -59,7 +62,14 @@ def read_json_body(req: falcon.Request, limit: int) -> Any:
     # Without a Content-Length (a chunked body), `bounded_stream` would read nothing: read the
     # server's de-chunked stream instead, still never more than limit + 1 bytes.
     stream = req.bounded_stream if req.content_length is not None else req.stream
-    raw = stream.read(limit + 1)
+    try:
+        raw = stream.read(limit + 1)
+    except Exception as error:  # the server's own error for bad framing (chunked, say)
+        log.warning("request body unreadable", error=type(error).__name__)
+        raise falcon.HTTPBadRequest(
+            title="Malformed Body",
+            description="The body could not be read (malformed chunked encoding?).",
+        ) from None
     if len(raw) > limit:
         raise too_large
     try:

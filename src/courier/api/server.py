@@ -7,13 +7,23 @@ import os
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from courier.api.app import create_app
+from courier.api.buffering import ReadLimits, buffering_worker
 from courier.logs import logging_config
 from courier.metrics import forget_process
 from courier.plugin import Plugin
 from courier.queue.app import create_celery
 from courier.settings import Settings
+
+
+class _NoAccessLogLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger without its access log. With `logconfig_dict` set gunicorn would build
+    an access record for every request, only for its handler-less logger to drop it."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
@@ -22,7 +32,17 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         if ":" in settings.host
         else f"{settings.host}:{settings.port}",
         "workers": settings.web_concurrency,
-        "worker_class": "courier.api.draining.DrainingSyncWorker",
+        # Requests are read whole, without blocking, before a thread serves them: slow or idle
+        # clients cannot hold the threads (see courier.api.buffering).
+        "worker_class": buffering_worker(
+            ReadLimits(
+                header_timeout=settings.request_header_timeout,
+                body_timeout=settings.request_body_timeout,
+                max_body=settings.max_body_bytes,
+            )
+        ),
+        "threads": settings.web_threads,
+        "keepalive": settings.keepalive_timeout,
         # The app is built once here, before the workers fork: they answer as soon as they
         # exist, and a broken app stops the server at start instead of in a crash loop.
         "preload_app": True,
@@ -31,6 +51,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout": 60,
         # Our middleware writes one access line per request with the request id.
         "accesslog": None,
+        "logger_class": _NoAccessLogLogger,
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": logging_config(settings.log_level, settings.log_format),
