@@ -10,7 +10,7 @@ import time
 import docker
 import pytest
 
-from courier.testing import default_redis_image
+from courier.testing import CourierStack, default_redis_image
 from tests.testing.conftest import leftovers, stack_name
 
 pytestmark = pytest.mark.timeout(300)
@@ -95,3 +95,12 @@ def test_a_broker_never_ready_is_named_with_the_reason(
         ]
     )
     assert leftovers(docker_client, name) == []
+
+
+def test_in_this_suite_the_stack_runs_on_the_session_image(
+    courier_stack: CourierStack, courier_image: str
+) -> None:
+    """tests/conftest.py's `courier_image` (the image this session built) overrides the
+    plugin's: the plugin's `courier_stack` runs on it."""
+    assert courier_stack.image == courier_image
+    assert courier_stack.run("demo.add", {"a": 2, "b": 3}) == 5
