@@ -69,10 +69,12 @@ def test_a_container_that_exits_fails_at_once_with_its_code_and_log(
     code: int,
     named: str,
 ) -> None:
-    container = CourierContainer(courier_image, mode, startup_timeout=PATIENT, env=env)
     started = time.monotonic()
-    with pytest.raises(CourierStartError) as raised:
-        container.start()
+    with (
+        pytest.raises(CourierStartError) as raised,
+        CourierContainer(courier_image, mode, startup_timeout=PATIENT, env=env),
+    ):
+        pass
     failed_after = time.monotonic() - started
     error = raised.value
     print(f"\n{mode} {env}: failed after {failed_after:.1f}s: {error}")

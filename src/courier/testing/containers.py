@@ -354,6 +354,11 @@ class CourierContainer(DockerContainer):
             remove_container(self)
             raise
 
+    def stop(self, force: bool = True, delete_volume: bool = True) -> None:
+        """Remove the container (and its anonymous volumes); nothing to do once it is gone,
+        e.g. after a failed `start()` in a `with` block."""
+        remove_container(self)
+
     def wait_until_ready(self) -> Self:
         """Wait as `start()` does (for a container started with `wait=False`); the container
         is left for its owner to remove if it never gets ready."""

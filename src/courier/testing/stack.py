@@ -55,8 +55,9 @@ class CourierStack(CourierApi):
 
     Broker images: `redis_image` / `rabbitmq_image`, by default `REDIS_IMAGE` / `RABBITMQ_IMAGE`
     when set, else `redis:8` / `rabbitmq:4`; `redis_args` are added to `redis-server`'s command
-    line (e.g. `["--appendonly", "yes"]`). Every container and the network carry the label
-    `courier.testing.stack=<name>`.
+    line (e.g. `["--appendonly", "yes"]`). `startup_timeout` bounds the wait for each container
+    to get ready, the brokers' too. Every container and the network carry the label
+    `courier.testing.stack=<name>`; `API_TOKENS` is a random token (`token`) unless `env` sets it.
     """
 
     def __init__(
@@ -91,12 +92,12 @@ class CourierStack(CourierApi):
         self.redis_args = list(redis_args)
         self.name = name or f"courier-stack-{uuid.uuid4().hex[:8]}"
         self.labels = {LABEL: "true", STACK_LABEL: self.name}
-        self.token = secrets.token_urlsafe(32)
         self.env = {
-            "API_TOKENS": self.token,
+            "API_TOKENS": secrets.token_urlsafe(32),
             **BROKER_SETTINGS.get(broker or "", {}),
             **(env or {}),
         }
+        self.token = self.env["API_TOKENS"].split(",")[0].strip()
         self.startup_timeout = startup_timeout
         self.docker_client_kw = docker_client_kw
         self.network: Network | None = None
@@ -159,6 +160,9 @@ class CourierStack(CourierApi):
             except docker.errors.APIError as error:
                 errors.append(error)
         self.containers.clear()
+        self.roles.clear()
+        self.workers.clear()
+        self.redis = self.rabbitmq = self.api = self.beat = None
         if self.network is not None:
             try:
                 self.network.remove()
