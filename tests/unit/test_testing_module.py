@@ -59,3 +59,16 @@ def test_an_unknown_scope_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = plan(pytester, "--courier-image", "x")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*courier_scope must be one of session, package*"])
+
+
+def test_a_stack_gives_every_role_its_broker_and_a_token() -> None:
+    rabbitmq = CourierStack("courier:latest", "rabbitmq")
+    assert rabbitmq.env["BROKER_URL"] == "amqp://guest:guest@rabbitmq:5672//"
+    assert rabbitmq.env["RESULT_BACKEND"] == "redis://redis:6379/1"
+    assert rabbitmq.env["API_TOKENS"] == rabbitmq.token
+    assert len(rabbitmq.token) >= 32
+    own = "own-token-0123456789abcdef"
+    configured = CourierStack(
+        "courier:latest", env={"API_TOKENS": f"{own},second-token-0123456789"}
+    )
+    assert configured.token == own
