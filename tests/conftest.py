@@ -1,8 +1,8 @@
-"""Shared test set-up: markers by folder, Docker (required, never skipped), container images.
+"""Shared test set-up: markers by folder, Docker (required, never skipped), the image under test.
 
-Image references come from the same variables as the build and compose (`REDIS_IMAGE`,
-`RABBITMQ_IMAGE`); on a machine that cannot pull, point them at the local stand-ins that
-`scripts/build-local-images` makes.
+Broker images come from the same variables as the build and compose (`REDIS_IMAGE`,
+`RABBITMQ_IMAGE`, read by `courier.testing`); on a machine that cannot pull, point them at the
+local stand-ins that `scripts/build-local-images` makes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ _MARKER_BY_FOLDER = {
     "e2e": "e2e",
     "faults": "faults",
     "release": "release",
+    "testing": "testing",
 }
+# `pytester` runs pytest sessions of a downstream project in tests/testing.
+pytest_plugins = ("pytester",)
 
 # Testcontainers' reaper image cannot always be pulled; fixtures remove their own containers.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -35,14 +38,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def redis_image() -> str:
-    return os.environ.get("REDIS_IMAGE", "redis:8")
-
-
-def rabbitmq_image() -> str:
-    return os.environ.get("RABBITMQ_IMAGE", "rabbitmq:4")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -121,7 +116,8 @@ def commit_epoch(commit: str) -> int:
 
 @pytest.fixture(scope="session")
 def courier_image(docker_client: docker.DockerClient) -> str:
-    """The runtime image, built once per session with the README's build command (bake).
+    """The runtime image, built once per session with the README's build command (bake). This
+    overrides the fixture of the same name of courier.testing's pytest plugin.
 
     `COURIER_TEST_IMAGE` names an image to test instead (for quick local iterations only:
     the image tests then check that image's labels against HEAD).

@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from courier.testing.logs import parse_json_lines
 from tests.conftest import ROOT
-from tests.logs import parse_json_lines
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # Variables compose.yaml reads (and compose's own): never inherited from the caller's shell.

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.system import events, start_system, timestamp, wait_for_lines
-from tests.stack import ApiClient, json_lines, stack
+from courier.testing import CourierStack
+from courier.testing.containers import json_logs
+from tests.e2e.system import events, timestamp, wait_for_lines
+from tests.stack import ApiClient, dump_logs
 
 JOBS = 300
 SLEEP_SECONDS = 0.05
@@ -44,18 +46,13 @@ def peak_concurrency(lines: list[dict[str, Any]]) -> int:
 
 @pytest.mark.timeout(420)
 def test_three_workers_run_a_burst_each_job_exactly_once(courier_image: str) -> None:
-    with stack(courier_image) as containers:
-        system = start_system(
-            containers,
-            workers=WORKERS,
-            beat=False,
-            env={"WORKER_CONCURRENCY": str(CONCURRENCY)},
-            api_env={"WEB_CONCURRENCY": "4"},
-        )
+    # Each worker is ready (consuming) when the stack is: every one can take a share.
+    env = {"WORKER_CONCURRENCY": str(CONCURRENCY), "WEB_CONCURRENCY": "4"}
+    with CourierStack(courier_image, workers=WORKERS, env=env) as system:
         try:
-            run_burst(system.client.base_url, containers.token, system.workers)
+            run_burst(system.api_url(), system.token, system.workers)
         except BaseException:
-            system.dump_logs(tail=30)
+            dump_logs(system, tail=30)
             raise
 
 
@@ -103,7 +100,7 @@ def run_burst(base_url: str, token: str, workers: list[Any]) -> None:
         return [
             {**line, "worker": index}
             for index, worker in enumerate(workers)
-            for line in events(json_lines(worker), "slept", task="demo.sleep")
+            for line in events(json_logs(worker), "slept", task="demo.sleep")
         ]
 
     slept = wait_for_lines(slept_lines, lambda lines: lines, count=JOBS, what="all slept lines")
@@ -126,8 +123,8 @@ def run_burst(base_url: str, token: str, workers: list[Any]) -> None:
     request_ids = {job_id: f"e2e-burst-{index:04d}" for index, job_id in enumerate(job_ids)}
     assert all(line["request_id"] == request_ids[line["task_id"]] for line in slept)
 
-    peaks = [peak_concurrency(json_lines(worker)) for worker in workers]
-    overall = peak_concurrency([line for worker in workers for line in json_lines(worker)])
+    peaks = [peak_concurrency(json_logs(worker)) for worker in workers]
+    overall = peak_concurrency([line for worker in workers for line in json_logs(worker)])
     assert all(1 <= peak <= CONCURRENCY for peak in peaks), peaks
     assert 2 <= overall <= WORKERS * CONCURRENCY, overall
 

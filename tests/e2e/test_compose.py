@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import failed, free_port, redis_image
+from courier.testing import default_redis_image
+from tests.conftest import failed, free_port
 from tests.e2e.compose import ComposeProject, compose_environment, run
 from tests.e2e.system import NONROOT, events, is_worker_ready, wait_for_lines
 from tests.stack import ApiClient
@@ -164,7 +165,7 @@ def deployment(
         directory,
         variables={
             "COURIER_IMAGE": courier_image,
-            "REDIS_IMAGE": redis_image(),
+            "REDIS_IMAGE": default_redis_image(),
             "API_PORT": str(port),
         },
         dotenv={"API_TOKENS": token},
@@ -276,11 +277,11 @@ def test_compose_round_trip_with_the_token_from_dotenv(deployment: Deployment) -
     base = f"http://127.0.0.1:{deployment.port}"
     assert requests.get(f"{base}/v1/tasks", timeout=10).status_code == 401
     client = ApiClient(base, deployment.token)
-    assert client.get("/v1/tasks").status_code == 200
+    assert client.http_get("/v1/tasks").status_code == 200
     client.wait_ready(60)
     started = time.monotonic()
     job_id = client.submit("demo.add", {"a": 7, "b": 35}, request_id="e2e-compose-round-trip")
-    job = client.wait_for_job(job_id, timeout=60)
+    job = client.wait(job_id, timeout=60)
     assert job == {"id": job_id, "task": "demo.add", "state": "SUCCESS", "result": 42}
     elapsed = time.monotonic() - started
     added = wait_for_lines(

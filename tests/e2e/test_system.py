@@ -1,8 +1,9 @@
 """The whole system from the built image, on a private Docker network: api + worker + beat with
 Redis, and again with RabbitMQ as the broker (Redis as the result backend).
 
-Each broker's system is started once for this module; every courier container runs hardened
-(read-only root, tmpfs /tmp, no capabilities, no-new-privileges, uid 65532).
+Each broker's system is a `courier.testing.CourierStack`, started once for this module; every
+courier container runs hardened (read-only root, tmpfs /tmp, no capabilities,
+no-new-privileges, uid 65532).
 """
 
 from __future__ import annotations
@@ -17,16 +18,10 @@ from typing import Any
 
 import pytest
 
+from courier.testing import CourierContainer, CourierStack
 from tests.conftest import failed
-from tests.e2e.system import (
-    NONROOT,
-    System,
-    as_json,
-    events,
-    start_system,
-    wait_for_lines,
-)
-from tests.stack import health, json_lines, stack, wait_until
+from tests.e2e.system import NONROOT, as_json, events, wait_for_lines
+from tests.stack import ApiClient, dump_logs, health, wait_until
 
 HEARTBEAT_INTERVAL = 1.0
 
@@ -34,20 +29,28 @@ pytestmark = pytest.mark.timeout(420)
 
 
 @pytest.fixture(scope="module", params=["redis", "rabbitmq"])
-def system(request: pytest.FixtureRequest, courier_image: str) -> Iterator[System]:
+def system(request: pytest.FixtureRequest, courier_image: str) -> Iterator[CourierStack]:
     started = time.monotonic()
-    with stack(courier_image) as containers:
-        running = start_system(
-            containers, request.param, env={"HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL)}
-        )
-        print(f"[e2e] {request.param} system started in {time.monotonic() - started:.1f}s")
+    env = {"HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL)}
+    with CourierStack(courier_image, request.param, beat=True, env=env) as running:
+        print(f"[e2e] {request.param} system ready in {time.monotonic() - started:.1f}s")
         yield running
         if failed(request.node):
-            running.dump_logs()
+            dump_logs(running)
 
 
-def test_demo_add_round_trip_carries_the_request_id(system: System) -> None:
-    client = system.client
+@pytest.fixture(scope="module")
+def client(system: CourierStack) -> ApiClient:
+    return ApiClient(system.api_url(), system.token)
+
+
+def worker_lines(system: CourierStack) -> Callable[[], list[dict[str, Any]]]:
+    return lambda: system.json_logs("worker")
+
+
+def test_demo_add_round_trip_carries_the_request_id(
+    system: CourierStack, client: ApiClient
+) -> None:
     request_id = f"e2e-{uuid.uuid4().hex}"
     started = time.monotonic()
     response = client.session.post(
@@ -61,13 +64,13 @@ def test_demo_add_round_trip_carries_the_request_id(system: System) -> None:
     job_id = str(as_json(response)["id"])
     assert response.headers["Location"].endswith(f"/v1/jobs/{job_id}")
 
-    job = client.wait_for_job(job_id, timeout=60)
+    job = client.wait(job_id, timeout=60)
     round_trip = time.monotonic() - started
     assert job == {"id": job_id, "task": "demo.add", "state": "SUCCESS", "result": 42.5}
 
     # The worker's line for this job carries the job id and the request id sent with it.
     added = wait_for_lines(
-        system.worker_lines,
+        worker_lines(system),
         lambda lines: events(lines, "added", task_id=job_id),
         what=f"'added' line of job {job_id}",
     )
@@ -80,7 +83,7 @@ def test_demo_add_round_trip_carries_the_request_id(system: System) -> None:
     # Celery's own lines about the task carry them too (the context is bound per task).
     # (Celery logs "succeeded" after storing the result: the line may trail the job's state.)
     succeeded = wait_for_lines(
-        system.worker_lines,
+        worker_lines(system),
         lambda lines: [
             entry
             for entry in lines
@@ -91,7 +94,7 @@ def test_demo_add_round_trip_carries_the_request_id(system: System) -> None:
     assert [entry.get("request_id") for entry in succeeded] == [request_id]
 
     # ... and so does the API's access line for the submission.
-    access = events(json_lines(system.api), "request", request_id=request_id)
+    access = events(system.json_logs("api"), "request", request_id=request_id)
     assert [(entry["method"], entry["path"], entry["status"]) for entry in access] == [
         ("POST", "/v1/jobs", 202)
     ]
@@ -101,16 +104,15 @@ def test_demo_add_round_trip_carries_the_request_id(system: System) -> None:
     )
 
 
-def test_beat_heartbeat_reaches_a_worker(system: System) -> None:
+def test_beat_heartbeat_reaches_a_worker(system: CourierStack, client: ApiClient) -> None:
     heartbeats = wait_for_lines(
-        system.worker_lines,
+        worker_lines(system),
         lambda lines: events(lines, "heartbeat", task="demo.heartbeat", logger="courier.demo"),
         count=3,
         timeout=60,
         what="three heartbeat lines in the worker's log",
     )
-    client = system.client
-    body = as_json(client.get("/v1/demo/heartbeat"))
+    body = as_json(client.http_get("/v1/demo/heartbeat"))
     assert body["interval_seconds"] == HEARTBEAT_INTERVAL
     assert body["last_run"] is not None
     assert 0 <= body["age_seconds"] < 10 * HEARTBEAT_INTERVAL, body
@@ -120,7 +122,7 @@ def test_beat_heartbeat_reaches_a_worker(system: System) -> None:
     later: dict[str, Any] = {}
 
     def advanced() -> bool:
-        later.update(as_json(client.get("/v1/demo/heartbeat")))
+        later.update(as_json(client.http_get("/v1/demo/heartbeat")))
         return float(later["last_run"]) > first_run
 
     waited = wait_until(advanced, 15, interval=0.3, what="a newer heartbeat")
@@ -129,7 +131,7 @@ def test_beat_heartbeat_reaches_a_worker(system: System) -> None:
     logged_runs: set[float] = set()
 
     def logged() -> bool:
-        lines = events(system.worker_lines(), "heartbeat", logger="courier.demo")
+        lines = events(system.json_logs("worker"), "heartbeat", logger="courier.demo")
         logged_runs.update(float(line["at"]) for line in lines)
         return float(later["last_run"]) in logged_runs
 
@@ -137,7 +139,7 @@ def test_beat_heartbeat_reaches_a_worker(system: System) -> None:
 
     sent = [
         line
-        for line in json_lines(system.beat)
+        for line in system.json_logs("beat")
         if line.get("event") == "Scheduler: Sending due task demo.heartbeat (demo.heartbeat)"
     ]
     assert len(sent) >= 3
@@ -236,7 +238,7 @@ def healthy(container: Any) -> Callable[[], bool]:
     return lambda: health(container) == "healthy"
 
 
-def test_every_role_runs_hardened_and_healthy(system: System) -> None:
+def test_every_role_runs_hardened_and_healthy(system: CourierStack) -> None:
     roles = {"api": system.api, "worker": system.workers[0], "beat": system.beat}
     for role, container in roles.items():
         waited = wait_until(healthy(container), 90, interval=1, what=f"{role} healthy")
@@ -247,24 +249,23 @@ def test_every_role_runs_hardened_and_healthy(system: System) -> None:
             f"NoNewPrivs 1, read-only root; healthy (waited {waited:.1f}s)"
         )
     # Working under those flags: a job goes through the hardened api and worker.
-    job_id = system.client.submit("demo.add", {"a": -1, "b": 1})
-    assert system.client.wait_for_job(job_id)["result"] == 0
+    assert system.run("demo.add", {"a": -1, "b": 1}) == 0
 
 
 def test_all_in_one_role_runs_hardened(courier_image: str) -> None:
     """MODE=all (api, worker and beat supervised in one container, embedded broker on /tmp)."""
-    with stack(courier_image) as containers:
-        combined = containers.courier("all", {}, name=f"e2e-all-{containers.suffix}", publish=True)
-        client = containers.api_client(combined)
+    started = time.monotonic()
+    with CourierContainer(courier_image, "all") as combined:
+        ready = time.monotonic() - started
+        client = combined.client()
         try:
-            ready = client.wait_ready(120)
             job_id = client.submit("demo.add", {"a": 20, "b": 22}, request_id="e2e-all-in-one")
-            job = client.wait_for_job(job_id, timeout=60)
+            job = client.wait(job_id, timeout=60)
             assert job == {"id": job_id, "task": "demo.add", "state": "SUCCESS", "result": 42}
             became_healthy = wait_until(healthy(combined), 90, 1, "all healthy")
             facts = assert_hardened("all", combined)
         except BaseException:
-            print(combined.get_wrapped_container().logs().decode(errors="replace")[-4000:])
+            print(combined.logs()[-4000:])
             raise
         print(
             f"[e2e] all: ready after {ready:.1f}s, healthy after {became_healthy:.1f}s more, "

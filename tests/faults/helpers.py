@@ -14,7 +14,9 @@ from typing import Any
 
 from testcontainers.core.container import DockerContainer
 
-from tests.stack import HARDENING, Stack, json_lines, raw_logs, wait_until
+from courier.testing import HARDENING
+from courier.testing.containers import container_logs, json_logs
+from tests.stack import Stack, wait_until
 
 REDIS_URL = "redis://redis:6379/0"
 VENV_PYTHON = "/opt/venv/bin/python"
@@ -33,7 +35,7 @@ def events(
     """Log lines of `containers` (running or exited) whose event matches, with their container."""
     found = []
     for container in containers:
-        for line in json_lines(container):
+        for line in json_logs(container):
             text = str(line.get("event", ""))
             hit = match(text) if callable(match) else text == match
             if hit and all(line.get(key) == value for key, value in fields.items()):
@@ -56,20 +58,10 @@ def wait_events(container: DockerContainer, event: str, count: int, timeout: flo
     )
 
 
-def wait_worker_ready(container: DockerContainer, timeout: float = 60.0) -> float:
-    """Wait for Celery's `celery@host ready.` line; return the seconds waited."""
-    return wait_until(
-        lambda: bool(events([container], lambda text: text.endswith(" ready."))),
-        timeout,
-        interval=0.3,
-        what=f"worker {container._name} ready",
-    )
-
-
 def wait_log_count(container: DockerContainer, text: str, count: int, timeout: float) -> float:
     """Wait until `text` appears at least `count` times in the container's log."""
     return wait_until(
-        lambda: raw_logs(container).count(text) >= count,
+        lambda: container_logs(container).count(text) >= count,
         timeout,
         interval=0.2,
         what=f"{count} x {text!r}",
@@ -100,15 +92,10 @@ def python_script(
     system: Stack, script: str, env: dict[str, str], name: str | None = None
 ) -> DockerContainer:
     """Run a stdlib `script` with the courier image's Python, hardened, on the stack's network."""
-    container = DockerContainer(system.image)
-    for key, value in env.items():
-        container.with_env(key, value)
-    container.with_network(system.network)
-    container.with_name(name or f"courier-script-{uuid.uuid4().hex[:8]}")
+    container = DockerContainer(system.image, env=env)
     container.with_kwargs(**HARDENING, entrypoint=[VENV_PYTHON, "-c", script])
-    system.containers.append(container)
-    container.start()
-    return container
+    alias = name or f"script-{uuid.uuid4().hex[:8]}"
+    return system.add_container(container, alias, container_name=name)
 
 
 # The load generator: THREADS threads, each sending sequential requests (GET /healthz, POST
@@ -221,8 +208,9 @@ print("SUMMARY " + json.dumps(summary), flush=True)
 
 def loadgen_summary(container: DockerContainer) -> dict[str, Any]:
     """The load generator's `SUMMARY` line, parsed."""
-    for line in raw_logs(container).splitlines():
+    for line in container_logs(container).splitlines():
         if line.startswith("SUMMARY "):
             summary: dict[str, Any] = json.loads(line.removeprefix("SUMMARY "))
             return summary
-    raise AssertionError(f"the load generator printed no summary:\n{raw_logs(container)[-3000:]}")
+    summary_missing = container_logs(container)[-3000:]
+    raise AssertionError(f"the load generator printed no summary:\n{summary_missing}")

@@ -16,9 +16,8 @@ import requests
 import trustme
 from testcontainers.core.container import DockerContainer
 
-from tests.conftest import redis_image
-from tests.containers import publish_on_loopback, wait_for_log
-from tests.stack import ApiClient, Stack, json_lines, wait_until
+from courier.testing.containers import CourierContainer, json_logs, redis_container
+from tests.stack import ApiClient, Stack
 
 VENV_PYTHON = "/opt/venv/bin/python"
 PROBLEM_JSON = "application/problem+json"
@@ -39,26 +38,16 @@ def redis_urls(password: str | None = None, tls_query: str | None = None) -> dic
     }
 
 
-def wait_worker_ready(worker: DockerContainer, timeout: float = 90.0) -> float:
-    """Wait for Celery's `celery@<host> ready.` line."""
-    return wait_until(
-        lambda: any(str(line.get("event", "")).endswith(" ready.") for line in json_lines(worker)),
-        timeout,
-        interval=0.3,
-        what="worker ready",
-    )
-
-
 def api_and_worker(
     system: Stack, env: dict[str, str], worker: bool = True, **kwargs: Any
-) -> tuple[DockerContainer, DockerContainer | None, ApiClient]:
-    """A published API (and a worker) with `env`, the API answering /readyz."""
+) -> tuple[CourierContainer, CourierContainer | None, ApiClient]:
+    """A published API (and a worker, consuming) with `env`, the API answering /readyz."""
     worker_container = system.courier("worker", env, **kwargs) if worker else None
-    api = system.courier("api", env, publish=True, **kwargs)
+    api = system.courier("api", env, **kwargs)
     client = system.api_client(api)
     client.wait_ready(timeout=90)
     if worker_container is not None:
-        wait_worker_ready(worker_container)
+        worker_container.wait_until_ready()
     return api, worker_container, client
 
 
@@ -74,7 +63,7 @@ def redis_cli(redis: DockerContainer, *args: str, password: str | None = None) -
 def received_tasks(worker: DockerContainer) -> list[tuple[str, str]]:
     """(task name, task id) of every task message the worker logged as received."""
     found = []
-    for line in json_lines(worker):
+    for line in json_logs(worker):
         match = RECEIVED.match(str(line.get("event", "")))
         if match:
             found.append((match["name"], match["id"]))
@@ -83,7 +72,7 @@ def received_tasks(worker: DockerContainer) -> list[tuple[str, str]]:
 
 def request_count(api: DockerContainer) -> int:
     """Requests the API logged (one access line, event "request", per request it answered)."""
-    return sum(1 for line in json_lines(api) if line.get("event") == "request")
+    return sum(1 for line in json_logs(api) if line.get("event") == "request")
 
 
 def check_problem(response: requests.Response, status: int) -> dict[str, Any]:
@@ -144,8 +133,7 @@ def make_tls_files(folder: Path, hostname: str = "redis") -> TlsFiles:
 
 def tls_redis(system: Stack, tls: TlsFiles, *args: str, alias: str = "redis") -> DockerContainer:
     """A Redis that speaks only TLS on 6379 (clients need not present a certificate)."""
-    command = [
-        "redis-server",
+    container = redis_container(
         "--port",
         "0",
         "--tls-port",
@@ -159,13 +147,6 @@ def tls_redis(system: Stack, tls: TlsFiles, *args: str, alias: str = "redis") ->
         "--tls-auth-clients",
         "no",
         *args,
-    ]
-    container = DockerContainer(redis_image()).with_command(command)
+    )
     container.with_volume_mapping(str(tls.folder), CERTS, "ro")
-    container.with_network(system.network).with_network_aliases(alias)
-    container.with_name(f"{alias}-tls-{system.suffix}")
-    publish_on_loopback(container, 6379)
-    system.containers.append(container)
-    container.start()
-    wait_for_log(container, "Ready to accept connections")
-    return container
+    return system.add_container(container, alias, container_name=f"{alias}-tls-{system.suffix}")

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from testcontainers.core.container import DockerContainer
 
+from courier.testing.containers import API_PORT, exit_code
 from tests.faults.helpers import (
     LOADGEN,
     REDIS_URL,
@@ -33,14 +34,13 @@ from tests.faults.helpers import (
     timestamp,
     wait_events,
     wait_log_count,
-    wait_worker_ready,
 )
-from tests.stack import API_PORT, ApiClient, Stack, exit_code, stack, wait_until
+from tests.stack import ApiClient, Stack, wait_until
 
 
 @pytest.fixture
 def system(courier_image: str) -> Iterator[Stack]:
-    with stack(courier_image) as created:
+    with Stack(courier_image) as created:
         yield created
 
 
@@ -74,15 +74,15 @@ def test_worker_killed_mid_job_loses_nothing(system: Stack) -> None:
         "TASK_TIME_LIMIT": str(KILL_VISIBILITY_TIMEOUT - 2),
         "WORKER_CONCURRENCY": "2",
     }
-    system.redis()
-    api = system.courier("api", env, publish=True)
+    system.add_redis()
+    api = system.courier("api", env)
     steady = system.courier("worker", env, name=f"worker-steady-{system.suffix}")
     victim = system.courier("worker", env, name=f"worker-victim0-{system.suffix}")
     workers: list[DockerContainer] = [steady, victim]
     client = system.api_client(api)
     client.wait_ready()
-    wait_worker_ready(steady)
-    wait_worker_ready(victim)
+    steady.wait_until_ready()
+    victim.wait_until_ready()
 
     started = time.monotonic()
     job_ids = [client.submit("demo.sleep", {"seconds": KILL_SLEEP}) for _ in range(KILL_JOBS)]
@@ -161,12 +161,12 @@ STOP_GRACE = 30
 @pytest.mark.timeout(240)
 def test_worker_sigterm_finishes_running_jobs_and_requeues_the_rest(system: Stack) -> None:
     env = {"BROKER_URL": REDIS_URL, "WORKER_CONCURRENCY": "2"}
-    system.redis()
-    api = system.courier("api", env, publish=True)
+    system.add_redis()
+    api = system.courier("api", env)
     first = system.courier("worker", env, name=f"worker-stopped-{system.suffix}")
     client = system.api_client(api)
     client.wait_ready()
-    wait_worker_ready(first)
+    first.wait_until_ready()
 
     job_ids = [client.submit("demo.sleep", {"seconds": TERM_SLEEP}) for _ in range(TERM_JOBS)]
     running: list[str] = []
@@ -231,9 +231,9 @@ SIGTERM_AFTER = 3
 @pytest.mark.timeout(240)
 def test_api_sigterm_under_load_drops_no_request(system: Stack) -> None:
     env = {"BROKER_URL": REDIS_URL}
-    system.redis()
+    system.add_redis()
     api_name = f"courier-api-{system.suffix}"
-    api = system.courier("api", env, name=api_name, publish=True)
+    api = system.courier("api", env, name=api_name)
     system.api_client(api).wait_ready()
 
     loadgen = python_script(
@@ -288,8 +288,8 @@ def test_api_stop_with_a_stuck_request_is_bounded_by_graceful_timeout(system: St
     GRACEFUL_TIMEOUT and no longer: then gunicorn kills its worker and exits, well before
     `docker stop`'s own grace period would."""
     env = {"BROKER_URL": REDIS_URL, "GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT)}
-    system.redis()
-    api = system.courier("api", env, publish=True)
+    system.add_redis()
+    api = system.courier("api", env)
     client = system.api_client(api)
     client.wait_ready()
     host, _, port = client.base_url.removeprefix("http://").rpartition(":")
@@ -305,7 +305,7 @@ def test_api_stop_with_a_stuck_request_is_bounded_by_graceful_timeout(system: St
     with socket.create_connection((host, int(port)), timeout=STOP_GRACE + 10) as stuck:
         stuck.sendall(head.encode())
         # The other worker still answers: the API is up while one request hangs on its body.
-        assert client.get("/healthz").status_code == 200
+        assert client.http_get("/healthz").status_code == 200
         stop_took = docker_stop(api, STOP_GRACE)
         code = exit_code(api, timeout=10)
         try:
@@ -337,12 +337,12 @@ MID_SLEEP = 4  # started just before Redis stops: finishes during the outage
 def test_broker_restart_api_answers_503_and_everything_recovers(system: Stack) -> None:
     # The default VISIBILITY_TIMEOUT (an hour): nothing here may rely on a redelivery.
     env = {"BROKER_URL": REDIS_URL, "WORKER_CONCURRENCY": "3"}
-    redis = system.redis("--appendonly", "yes")
-    api = system.courier("api", env, publish=True)
+    redis = system.add_redis("--appendonly", "yes")
+    api = system.courier("api", env)
     worker = system.courier("worker", env, name=f"worker-{system.suffix}")
     client = system.api_client(api)
     client.wait_ready()
-    wait_worker_ready(worker)
+    worker.wait_until_ready()
 
     long_ids = [client.submit("demo.sleep", {"seconds": LONG_SLEEP}) for _ in range(LONG_JOBS)]
     mid_id = client.submit("demo.sleep", {"seconds": MID_SLEEP})
@@ -400,9 +400,9 @@ def test_broker_restart_api_answers_503_and_everything_recovers(system: Stack) -
 
     wait_until(accepted, 30, interval=0.5, what="a job accepted after the outage")
     api_back_in = time.monotonic() - up_at
-    body = client.wait_for_job(after_id[0], timeout=max(1.0, 30 - (time.monotonic() - up_at)))
+    body = client.wait(after_id[0], timeout=max(1.0, 30 - (time.monotonic() - up_at)))
     worker_back_in = time.monotonic() - up_at
-    ready_back = client.get("/readyz").status_code
+    ready_back = client.http_get("/readyz").status_code
     states = wait_all_succeeded(client, before, timeout=60)
     before_done_in = time.monotonic() - up_at
 
@@ -469,9 +469,9 @@ def test_two_beats_send_each_run_once_and_fail_over(system: Stack) -> None:
         "HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
         "BEAT_LOCK_TIMEOUT": str(BEAT_LOCK_TIMEOUT),
     }
-    system.redis()
+    system.add_redis()
     worker = system.courier("worker", env, name=f"worker-{system.suffix}")
-    wait_worker_ready(worker)
+    worker.wait_until_ready()
     beats = [system.courier("beat", env, name=f"beat-{letter}-{system.suffix}") for letter in "ab"]
     wait_until(
         lambda: any(sends(beat) for beat in beats), 60, interval=0.3, what="a first heartbeat"

@@ -21,6 +21,7 @@ import pytest
 import requests
 from celery import Celery
 
+from courier.testing.containers import container_logs, json_logs
 from tests.faults.security_support import (
     api_and_worker,
     check_problem,
@@ -28,9 +29,8 @@ from tests.faults.security_support import (
     redis_cli,
     redis_urls,
     request_count,
-    wait_worker_ready,
 )
-from tests.stack import json_lines, raw_logs, stack, wait_until
+from tests.stack import Stack, wait_until
 
 # -- fuzzing -------------------------------------------------------------------------------------
 
@@ -44,8 +44,8 @@ def test_fuzzing_from_the_openapi_document_finds_no_server_error(
     courier_image: str, tmp_path: Path
 ) -> None:
     """Schemathesis, every check, against api + worker + Redis: no 5xx, nothing off-document."""
-    with stack(courier_image) as system:
-        system.redis()
+    with Stack(courier_image) as system:
+        system.add_redis()
         api, _, client = api_and_worker(system, redis_urls())
         before = request_count(api)
         report_dir = tmp_path / "report"
@@ -79,7 +79,7 @@ def test_fuzzing_from_the_openapi_document_finds_no_server_error(
             command, cwd=tmp_path, capture_output=True, text=True, timeout=780, check=False
         )
         elapsed = time.monotonic() - started
-        lines = [line for line in json_lines(api) if line.get("event") == "request"][before:]
+        lines = [line for line in json_logs(api) if line.get("event") == "request"][before:]
         statuses = Counter(int(line["status"]) for line in lines)
         report = json.loads(next(report_dir.glob("*.json")).read_text())
         summary = "\n".join(result.stdout.splitlines()[-30:])
@@ -92,7 +92,7 @@ def test_fuzzing_from_the_openapi_document_finds_no_server_error(
         assert not report["failures"], report["failures"]
         assert len(lines) >= MIN_FUZZ_REQUESTS, f"only {len(lines)} requests were made"
         assert not [s for s in statuses if s >= 500], statuses
-        assert not [line for line in json_lines(api) if line.get("event") == "unhandled error"]
+        assert not [line for line in json_logs(api) if line.get("event") == "unhandled error"]
 
 
 # -- malformed, oversized and forbidden requests ------------------------------------------------
@@ -255,8 +255,8 @@ def send(session: requests.Session, base_url: str, case: Case) -> requests.Respo
 def test_hostile_requests_get_clear_problems_and_never_reach_the_worker(
     courier_image: str,
 ) -> None:
-    with stack(courier_image) as system:
-        redis = system.redis()
+    with Stack(courier_image) as system:
+        redis = system.add_redis()
         env = redis_urls()
         # The API alone first: whatever it queued would wait in Redis for us to count.
         api, _, client = api_and_worker(system, env, worker=False)
@@ -273,18 +273,18 @@ def test_hostile_requests_get_clear_problems_and_never_reach_the_worker(
         print(f"queued after the batch: LLEN celery = {queued}; job records: {records!r}")
         assert queued == 0
         assert records == ""
-        assert not [line for line in json_lines(api) if line.get("event") == "unhandled error"]
+        assert not [line for line in json_logs(api) if line.get("event") == "unhandled error"]
 
         # The probe can fail: one valid job is queued and counted, then run by a worker.
         control = client.submit("demo.add", {"a": 20, "b": 22})
         assert int(redis_cli(redis, "LLEN", "celery")) == 1
         worker = system.courier("worker", env)
-        wait_worker_ready(worker)
-        assert client.wait_for_job(control, timeout=60)["result"] == 42
+        worker.wait_until_ready()
+        assert client.wait(control, timeout=60)["result"] == 42
         # A sentinel queued after everything else: the queue is first in, first out, so once the
         # worker has run it, anything queued before it has been received (and logged) too.
         sentinel = client.submit("demo.add", {"a": 1, "b": 2})
-        assert client.wait_for_job(sentinel, timeout=60)["result"] == 3
+        assert client.wait(sentinel, timeout=60)["result"] == 3
         wait_until(
             lambda: ("demo.add", sentinel) in received_tasks(worker),
             30,
@@ -328,29 +328,29 @@ def publish_by_hand(
 
 @pytest.mark.timeout(300)
 def test_a_pickled_message_is_refused_by_the_worker_and_never_run(courier_image: str) -> None:
-    with stack(courier_image) as system:
-        redis = system.redis()
+    with Stack(courier_image) as system:
+        redis = system.add_redis()
         worker = system.courier("worker", redis_urls())
-        wait_worker_ready(worker)
+        worker.wait_until_ready()
         broker = f"redis://127.0.0.1:{redis.get_exposed_port(6379)}/0"
         refusal = "Refusing to deserialize untrusted content of type pickle"
 
         pickled, control = str(uuid.uuid4()), str(uuid.uuid4())
         publish_by_hand(broker, pickled, "pickle", (), kwargs={"a": 400, "b": 2})
         waited = wait_until(
-            lambda: refusal in raw_logs(worker), 60, what="the worker refusing the pickle"
+            lambda: refusal in container_logs(worker), 60, what="the worker refusing the pickle"
         )
         # The same message as JSON is run: the harness can tell a run task from a refused one.
         publish_by_hand(broker, control, "json", (), kwargs={"a": 40, "b": 2})
         wait_until(
             lambda: any(
                 line.get("event") == "added" and line.get("task_id") == control
-                for line in json_lines(worker)
+                for line in json_logs(worker)
             ),
             60,
             what="the JSON control message run",
         )
-        lines = json_lines(worker)
+        lines = json_logs(worker)
         refusals = [line for line in lines if refusal in str(line.get("event", ""))]
         ran = [line for line in lines if line.get("task_id") == pickled]
         received = received_tasks(worker)
@@ -380,8 +380,8 @@ def one_character_off(token: str) -> str:
 
 @pytest.mark.timeout(300)
 def test_bad_tokens_get_401_and_no_token_is_ever_logged(courier_image: str) -> None:
-    with stack(courier_image) as system:
-        redis = system.redis()
+    with Stack(courier_image) as system:
+        redis = system.add_redis()
         # DEBUG: the most the API ever logs.
         api, _, client = api_and_worker(
             system, {**redis_urls(), "LOG_LEVEL": "DEBUG"}, worker=False
@@ -420,16 +420,14 @@ def test_bad_tokens_get_401_and_no_token_is_ever_logged(courier_image: str) -> N
                 assert response.headers.get("WWW-Authenticate") == "Bearer", response.headers
             results.append(f"  401 x {len(endpoints)}: {label}")
         # The harness accepts the real token, so a 401 above is the token's fault.
-        assert client.get("/v1/tasks").status_code == 200
+        assert client.http_get("/v1/tasks").status_code == 200
         assert int(redis_cli(redis, "LLEN", "celery")) == 0  # no rejected POST was queued
 
-        logs = raw_logs(api)
+        logs = container_logs(api)
         searched = {"real token": real, "wrong token": wrong, "token one character off": near}
         leaks = {name: logs.count(value) for name, value in searched.items()}
         unauthorized = sum(
-            1
-            for line in json_lines(api)
-            if line.get("event") == "request" and line["status"] == 401
+            1 for line in json_logs(api) if line.get("event") == "request" and line["status"] == 401
         )
         print("\n" + "\n".join(results))
         print(
@@ -461,10 +459,10 @@ def test_messages_queued_by_hand_run_only_declared_tasks_with_declared_arguments
     """A message put on the queue by hand (anyone with the broker's address and password) runs
     only a public or periodic task, only with arguments its declaration allows; the others are
     logged, acknowledged (never redelivered), and their job says why."""
-    with stack(courier_image) as system:
-        redis = system.redis()
+    with Stack(courier_image) as system:
+        redis = system.add_redis()
         worker = system.courier("worker", redis_urls())
-        wait_worker_ready(worker)
+        worker.wait_until_ready()
         broker = f"redis://127.0.0.1:{redis.get_exposed_port(6379)}/0"
         backend = Celery("reader", backend=broker.replace("/0", "/1"), set_as_current=False)
 
@@ -496,8 +494,8 @@ def test_messages_queued_by_hand_run_only_declared_tasks_with_declared_arguments
         time.sleep(3)  # a refused message put back would be taken again meanwhile
         assert redis_cli(redis, "LLEN", "celery") == "0"
         assert redis_cli(redis, "HLEN", "unacked") == "0"
-        logged = raw_logs(worker)
+        logged = container_logs(worker)
         assert logged.count("Received unregistered task") == 3
-        ran = [line for line in json_lines(worker) if line.get("event") in ("added", "sleeping")]
+        ran = [line for line in json_logs(worker) if line.get("event") in ("added", "sleeping")]
         assert [line.get("task_id") for line in ran] == [control]
         backend.close()

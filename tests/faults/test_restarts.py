@@ -8,11 +8,12 @@ import os
 import uuid
 from pathlib import Path
 
+import docker
 import pytest
 from testcontainers.core.container import DockerContainer
 
 from tests.faults.helpers import count_by_task
-from tests.stack import ApiClient, Stack, stack, wait_until
+from tests.stack import ApiClient, Stack, wait_until
 
 ROUNDS = 5
 JOBS = 30
@@ -25,8 +26,7 @@ def start_all(system: Stack, data: Path) -> tuple[DockerContainer, ApiClient]:
         None,
         {"DATA_DIR": "/data", "WORKER_CONCURRENCY": "2", "WEB_CONCURRENCY": "1"},
         name=f"all-{uuid.uuid4().hex[:8]}",
-        publish=True,
-        binds={str(data): "/data"},
+        mounts=[docker.types.Mount(target="/data", source=str(data), type="bind")],
     )
     client = system.api_client(container)
     client.wait_ready(60)
@@ -81,7 +81,7 @@ def test_a_killed_embedded_container_restarts_and_runs_every_job(
     data = tmp_path / "data"
     data.mkdir()
     os.chown(data, NONROOT, NONROOT)
-    with stack(courier_image) as system:
+    with Stack(courier_image) as system:
         rerun = [kill_and_restart(system, data, number) for number in range(1, ROUNDS + 1)]
     print(f"jobs run again per round: {rerun}")
     assert sum(rerun) > 0, "no kill cut a job off: the test proved nothing"

@@ -16,6 +16,7 @@ import docker
 import pytest
 from testcontainers.core.container import DockerContainer
 
+from courier.testing.containers import container_logs, json_logs
 from tests.conftest import ROOT
 from tests.faults.security_support import (
     CERTS,
@@ -27,9 +28,8 @@ from tests.faults.security_support import (
     redis_cli,
     redis_urls,
     tls_redis,
-    wait_worker_ready,
 )
-from tests.stack import ApiClient, Stack, exit_code, json_lines, raw_logs, stack, wait_until
+from tests.stack import ApiClient, Stack, wait_until
 
 ROLES = ("api", "worker", "beat")
 UID = "65532"
@@ -74,7 +74,7 @@ def probe(container: DockerContainer) -> dict[str, Any]:
 
 def wait_beat_lock(beat: DockerContainer, timeout: float = 90.0) -> float:
     return wait_until(
-        lambda: any(line.get("event") == BEAT_LOCK_HELD for line in json_lines(beat)),
+        lambda: any(line.get("event") == BEAT_LOCK_HELD for line in json_logs(beat)),
         timeout,
         what="beat holding its Redis lock",
     )
@@ -82,12 +82,12 @@ def wait_beat_lock(beat: DockerContainer, timeout: float = 90.0) -> float:
 
 @pytest.mark.timeout(300)
 def test_every_role_runs_read_only_without_capabilities_as_65532(courier_image: str) -> None:
-    with stack(courier_image) as system:
-        system.redis()
+    with Stack(courier_image) as system:
+        system.add_redis()
         env = redis_urls()
-        roles = {role: system.courier(role, env, publish=role == "api") for role in ROLES}
+        roles = {role: system.courier(role, env) for role in ROLES}
         system.api_client(roles["api"]).wait_healthy()
-        wait_worker_ready(roles["worker"])
+        roles["worker"].wait_until_ready()
         wait_beat_lock(roles["beat"])
         for role, container in roles.items():
             wrapped = container.get_wrapped_container()
@@ -197,16 +197,16 @@ def test_no_secret_in_the_image_or_in_any_log(
         assert token not in text, where
         assert password not in text, where
 
-    with stack(courier_image) as system:
-        redis = system.redis("--requirepass", password)
+    with Stack(courier_image) as system:
+        redis = system.add_redis("--requirepass", password)
         # DEBUG: the most each role ever logs.
         env = {**redis_urls(password=password), "API_TOKENS": token, "LOG_LEVEL": "DEBUG"}
         api, worker, _ = api_and_worker(system, env)
         client = ApiClient(system.api_client(api).base_url, token)
         beat = system.courier("beat", env)
-        ready = client.get("/readyz")
+        ready = client.http_get("/readyz")
         assert ready.status_code == 200, ready.text
-        job = client.wait_for_job(client.submit("demo.add", {"a": 1.5, "b": 2}), timeout=60)
+        job = client.wait(client.submit("demo.add", {"a": 1.5, "b": 2}), timeout=60)
         assert (job["state"], job["result"]) == ("SUCCESS", 3.5), job
         wait_beat_lock(beat)
         # The password is really required (so the round trip above used it).
@@ -227,7 +227,9 @@ def test_no_secret_in_the_image_or_in_any_log(
         assert "courier_settings" not in control["inspect conf"]
 
         containers = {"api": api, "worker": worker, "beat": beat, "redis": redis}
-        logs = {role: raw_logs(container) for role, container in containers.items() if container}
+        logs = {
+            role: container_logs(container) for role, container in containers.items() if container
+        }
         logs.update({f"celery {command}": answer for command, answer in control.items()})
         found = {
             role: {"token": text.count(token), "password": text.count(password)}
@@ -262,14 +264,14 @@ def test_a_job_round_trip_through_redis_over_tls(
 ) -> None:
     tls = make_tls_files(tmp_path / "certs")
     password = secrets.token_hex(16) if with_password else None
-    with stack(courier_image) as system:
+    with Stack(courier_image) as system:
         redis = tls_redis(system, tls, *(["--requirepass", password] if password else []))
         env = redis_urls(password=password, tls_query=query)
         api, worker, client = api_and_worker(system, env, mounts=[tls.mount()])
         beat = system.courier("beat", env, mounts=[tls.mount()])
-        ready = client.get("/readyz")
+        ready = client.http_get("/readyz")
         assert ready.status_code == 200, ready.text
-        job = client.wait_for_job(client.submit("demo.add", {"a": 2, "b": 3}), timeout=60)
+        job = client.wait(client.submit("demo.add", {"a": 2, "b": 3}), timeout=60)
         assert (job["state"], job["result"]) == ("SUCCESS", 5), job
         waited = wait_beat_lock(beat)
         # Redis speaks only TLS: the round trip above went over it.
@@ -280,7 +282,7 @@ def test_a_job_round_trip_through_redis_over_tls(
         ).output
         assert secure.strip() == b"PONG"
         assert b"PONG" not in plain
-        logs = "".join(raw_logs(c) for c in (api, worker, beat) if c)
+        logs = "".join(container_logs(c) for c in (api, worker, beat) if c)
         print(
             f"\nBROKER_URL={env['BROKER_URL'].replace(password or '@@', '***')}: readyz "
             f"{ready.json()}, job {job['state']} result {job['result']}, beat lock after "
@@ -296,14 +298,14 @@ def test_redis_over_tls_with_an_unknown_ca_is_refused(courier_image: str, tmp_pa
     """`rediss://` without a CA file: verified against the system CAs, which do not know the
     test CA, so nothing connects (verification is on by default)."""
     tls = make_tls_files(tmp_path / "certs")
-    with stack(courier_image) as system:
+    with Stack(courier_image) as system:
         tls_redis(system, tls)
         env = redis_urls(tls_query="")
         worker = system.courier("worker", env, mounts=[tls.mount()])
-        api = system.courier("api", env, publish=True, mounts=[tls.mount()])
+        api = system.courier("api", env, mounts=[tls.mount()])
         client = system.api_client(api)
         client.wait_healthy()
-        ready = client.get("/readyz", timeout=30)
+        ready = client.http_get("/readyz", timeout=30)
         body = check_problem(ready, 503)
         submitted = client.session.post(
             client.base_url + "/v1/jobs",
@@ -312,7 +314,7 @@ def test_redis_over_tls_with_an_unknown_ca_is_refused(courier_image: str, tmp_pa
         )
         check_problem(submitted, 503)
         wait_until(
-            lambda: "CERTIFICATE_VERIFY_FAILED" in raw_logs(worker),
+            lambda: "CERTIFICATE_VERIFY_FAILED" in container_logs(worker),
             60,
             what="the worker refusing the certificate",
         )
@@ -332,14 +334,11 @@ BAD_URLS = {
 
 @pytest.mark.timeout(300)
 def test_bad_tls_options_stop_a_role_at_start(courier_image: str) -> None:
-    system = Stack(courier_image)
-    try:
+    with Stack(courier_image) as system:
         for label, url in BAD_URLS.items():
             container = system.courier("worker", {"BROKER_URL": url})
-            code = exit_code(container, timeout=60)
+            code = container.exit_code(timeout=60)
             stderr = container.get_wrapped_container().logs(stdout=False, stderr=True).decode()
             print(f"\n{label}: exit {code}, {stderr.strip()!r}")
             assert code == 78, stderr  # EX_CONFIG
             assert "BROKER_URL: ssl_" in stderr, stderr
-    finally:
-        system.close()

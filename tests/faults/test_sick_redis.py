@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.faults.helpers import REDIS_URL, events, wait_worker_ready
+from courier.testing.containers import container_logs
+from tests.faults.helpers import REDIS_URL, events
 from tests.faults.security_support import redis_cli
-from tests.stack import ApiClient, Stack, raw_logs, stack, wait_until
+from tests.stack import ApiClient, Stack, wait_until
 
 BROKER_TIMEOUT = 2.0
 PAUSE_SECONDS = 20
@@ -26,7 +27,7 @@ PROBLEM_JSON = "application/problem+json"
 
 @pytest.fixture
 def system(courier_image: str) -> Iterator[Stack]:
-    with stack(courier_image) as created:
+    with Stack(courier_image) as created:
         yield created
 
 
@@ -91,12 +92,12 @@ class Load:
 
 @pytest.mark.timeout(300)
 def test_a_paused_redis_costs_each_request_one_timeout_and_loses_no_job(system: Stack) -> None:
-    redis = system.redis("--appendonly", "yes")
-    api = system.courier("api", courier_env(), publish=True)
+    redis = system.add_redis("--appendonly", "yes")
+    api = system.courier("api", courier_env())
     worker = system.courier("worker", courier_env())
     client = system.api_client(api)
     client.wait_ready()
-    wait_worker_ready(worker)
+    worker.wait_until_ready()
     box = redis.get_wrapped_container()
 
     with Load(client) as load:
@@ -137,14 +138,14 @@ def test_a_paused_redis_costs_each_request_one_timeout_and_loses_no_job(system: 
     assert all(status == 503 and kind == PROBLEM_JSON for _, _, status, kind, _ in inside), inside
     assert statuses[("POST jobs", 503)] > 0
     assert slowest[4] < BROKER_TIMEOUT + 1, slowest
-    assert "WORKER TIMEOUT" not in raw_logs(api)
+    assert "WORKER TIMEOUT" not in container_logs(api)
     assert not events([api], "unhandled error")
 
 
 @pytest.mark.timeout(180)
 def test_a_redis_refusing_writes_makes_the_api_unready_and_says_why_once(system: Stack) -> None:
-    redis = system.redis()
-    api = system.courier("api", courier_env(), publish=True)
+    redis = system.add_redis()
+    api = system.courier("api", courier_env())
     client = system.api_client(api)
     client.wait_ready()
 
@@ -154,17 +155,17 @@ def test_a_redis_refusing_writes_makes_the_api_unready_and_says_why_once(system:
         return int(info.split("total_connections_received:")[1].split()[0])
 
     for _ in range(5):
-        assert client.get("/readyz").status_code == 200
+        assert client.http_get("/readyz").status_code == 200
     before = connections_received()
     for _ in range(20):
-        assert client.get("/readyz").status_code == 200
+        assert client.http_get("/readyz").status_code == 200
     opened = connections_received() - before
     print(f"\n[readiness] 20 probes opened {opened} new Redis connections")
     assert opened <= 2 * int(courier_env()["WEB_CONCURRENCY"]), opened
 
     assert redis_cli(redis, "CONFIG", "SET", "maxmemory", "1") == "OK"
     try:
-        answers = [client.get("/readyz") for _ in range(10)]
+        answers = [client.http_get("/readyz") for _ in range(10)]
         submitted = client.session.post(
             client.base_url + "/v1/jobs",
             json={"task": "demo.add", "args": {"a": 1, "b": 2}},
@@ -173,7 +174,7 @@ def test_a_redis_refusing_writes_makes_the_api_unready_and_says_why_once(system:
     finally:
         assert redis_cli(redis, "CONFIG", "SET", "maxmemory", "0") == "OK"
     ready_again = wait_until(
-        lambda: client.get("/readyz").status_code == 200, 30, what="ready again"
+        lambda: client.http_get("/readyz").status_code == 200, 30, what="ready again"
     )
 
     body = answers[-1].json()

@@ -23,9 +23,11 @@ from typing import Any
 import pytest
 import requests
 
+from courier.testing.containers import container_logs as raw_logs
+from courier.testing.containers import json_logs as json_lines
 from tests.faults.helpers import REDIS_URL
 from tests.faults.security_support import PROBLEM_JSON
-from tests.stack import ApiClient, Stack, json_lines, raw_logs, stack, wait_until
+from tests.stack import ApiClient, Stack, wait_until
 
 HEADER_TIMEOUT = 10.0  # REQUEST_HEADER_TIMEOUT's default
 BODY_TIMEOUT = 15.0
@@ -37,7 +39,7 @@ CLOSE_MARGIN = 20.0  # how long past its timeout a slow connection may stay open
 
 @pytest.fixture
 def system(courier_image: str) -> Iterator[Stack]:
-    with stack(courier_image) as created:
+    with Stack(courier_image) as created:
         yield created
 
 
@@ -199,9 +201,9 @@ def assert_problem_document(raw: bytes, status: int, label: str) -> dict[str, An
 
 @pytest.mark.timeout(300)
 def test_slow_and_idle_connections_do_not_starve_the_api(system: Stack) -> None:
-    system.redis()
+    system.add_redis()
     env = {"BROKER_URL": REDIS_URL, "REQUEST_BODY_TIMEOUT": str(int(BODY_TIMEOUT))}
-    api = system.courier("api", env, publish=True)
+    api = system.courier("api", env)
     client = system.api_client(api)
     client.wait_ready()
 
@@ -341,8 +343,8 @@ def exchange(address: tuple[str, int], case: Malformed) -> bytes:
 
 @pytest.mark.timeout(300)
 def test_requests_the_server_refuses_get_problem_documents(system: Stack) -> None:
-    system.redis()
-    api = system.courier("api", {"BROKER_URL": REDIS_URL}, publish=True)
+    system.add_redis()
+    api = system.courier("api", {"BROKER_URL": REDIS_URL})
     client = system.api_client(api)
     client.wait_ready()
     address = api_address(client)

@@ -1,4 +1,5 @@
-"""The runtime file system: user 65532, no shell, no package manager, no pip, no Poetry."""
+"""The runtime file system: user 65532, no shell, no package manager, no pip, no Poetry, and no
+`courier.testing` (the tests' testcontainers module, which the build drops)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ ABSENT = (
     "/opt/tools",
     f"{SITE_PACKAGES}/pip",
     f"{SITE_PACKAGES}/poetry",
+    f"{SITE_PACKAGES}/courier/testing",
     "/root/.cache",
 )
 # Positive controls: the checks below find what is there.
@@ -52,7 +54,8 @@ print(json.dumps({
     "which": {n: shutil.which(n) for n in ("sh", "bash", "dash", "busybox", "apt-get", "apt",
                                           "dpkg", "pip", "pip3", "poetry", "courier")},
     "importable": {m: importlib.util.find_spec(m) is not None
-                   for m in ("pip", "poetry", "courier", "celery")},
+                   for m in ("pip", "poetry", "courier", "celery", "courier.testing",
+                             "testcontainers")},
     "site_packages": sorted(os.listdir(site)),
 }))
 """
@@ -103,7 +106,7 @@ def test_control_path_is_found(stopped_container: Any, path: str) -> None:
     assert stat["size"] > 0 or stat["linkTarget"]
 
 
-def test_runtime_python_sees_no_shell_package_manager_pip_or_poetry(
+def test_runtime_python_sees_no_shell_package_manager_pip_poetry_or_test_module(
     report: dict[str, Any],
 ) -> None:
     assert not any(report["exists"][p] for p in ABSENT), report["exists"]

@@ -42,6 +42,7 @@ def test_every_known_dockerfile_is_linted() -> None:
         "tests/images/single-stage.Dockerfile",
         "scripts/local-images/redis.Dockerfile",
         "scripts/local-images/rabbitmq.Dockerfile",
+        "examples/invoicing/Dockerfile",
     } <= names, names
 
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 from testcontainers.core.network import Network
 
-from tests.containers import redis_container, start_redis
+from courier.testing.containers import redis_container
 from tests.image.conftest import (
     API_PORT,
     FAST_HEALTHCHECK,
@@ -41,9 +41,9 @@ def network() -> Iterator[Network]:
 @pytest.fixture(scope="module")
 def redis(network: Network) -> Iterator[None]:
     """Redis reachable as `redis:6379` on the private network."""
-    container = redis_container(network=network, alias="redis")
+    container = redis_container(network=network, network_aliases=["redis"])
     try:
-        start_redis(container)
+        container.start()
         yield
     finally:
         container.stop()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.containers import host_port, redis_container, start_redis
+from courier.testing.containers import host_port, redis_container
 from tests.integration.processes import Courier
 from tests.integration.services import (
     LABELS,
@@ -33,7 +33,7 @@ def redis_server(docker_client: Any) -> Iterator[RedisServer]:
         labels=LABELS,
     )
     try:
-        start_redis(container)
+        container.start()
         yield RedisServer(host_port(container, 6379), REDIS_PASSWORD, container)
     finally:
         container.stop()

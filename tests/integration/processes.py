@@ -23,8 +23,8 @@ import requests
 
 from courier.demo.settings import DemoSettings
 from courier.settings import Settings, setting_variables
+from courier.testing.logs import parse_json_lines
 from tests.conftest import failed, free_port
-from tests.logs import parse_json_lines
 
 LOOPBACK = "127.0.0.1"
 API_TOKEN = "itest-token-0123456789abcdef"

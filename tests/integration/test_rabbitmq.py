@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.containers import LOOPBACK, host_port, rabbitmq_container, start_rabbitmq
+from courier.testing.containers import LOOPBACK, host_port, rabbitmq_container
 from tests.integration.processes import Courier
 from tests.integration.services import LABELS, REDIS_PASSWORD, RedisServer, container_name
 
@@ -22,10 +22,9 @@ RABBITMQ_PASSWORD = "S3cretPassw0rd"
 @pytest.fixture(scope="module")
 def rabbitmq_url(docker_client: Any) -> Iterator[str]:
     """A RabbitMQ with a user `courier` whose password is easy to search for in logs."""
-    container: Any = rabbitmq_container()
-    container.with_name(container_name("rabbitmq")).with_kwargs(labels=LABELS)
+    container = rabbitmq_container(name=container_name("rabbitmq"), labels=LABELS)
     try:
-        start_rabbitmq(container)
+        container.start()
         for command in (
             ["rabbitmqctl", "add_user", RABBITMQ_USER, RABBITMQ_PASSWORD],
             ["rabbitmqctl", "set_permissions", "-p", "/", RABBITMQ_USER, ".*", ".*", ".*"],

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 
+from courier.testing.containers import LOOPBACK, redis_container
 from tests.conftest import free_port
-from tests.containers import LOOPBACK, redis_container, start_redis
 from tests.integration.processes import ApiClient, Courier
 from tests.integration.services import LABELS, RedisServer, container_name
 
@@ -27,7 +27,7 @@ def outage_redis(docker_client: Any) -> Iterator[tuple[RedisServer, Any]]:
     container = redis_container(name=container_name("redis-outage"), labels=LABELS)
     container.ports["6379/tcp"] = (LOOPBACK, free_port())  # type: ignore[assignment]
     try:
-        start_redis(container)
+        container.start()
         yield RedisServer(int(container.get_exposed_port(6379))), container
     finally:
         container.stop()

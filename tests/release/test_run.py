@@ -12,7 +12,7 @@ import pytest
 import requests
 from testcontainers.core.container import DockerContainer
 
-from tests.containers import host_port, publish_on_loopback
+from courier.testing.containers import host_port, publish_on_loopback
 from tests.image.test_modes import submit_add
 from tests.release.conftest import OCI, TOKEN, Published, image_config
 

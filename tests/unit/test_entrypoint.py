@@ -21,8 +21,8 @@ import requests
 from courier.buildinfo import build_info
 from courier.process.api_token import ensure_generated_token
 from courier.settings import load_settings
+from courier.testing.logs import parse_json_lines
 from tests.conftest import free_port
-from tests.logs import parse_json_lines
 from tests.unit.conftest import TOKEN, clean_environ, dead_redis_url
 
 SECRET = "s3cretpass"

@@ -1,4 +1,4 @@
-"""Reading courier's JSON log lines back in tests."""
+"""Reading courier's JSON log lines back in tests (`LOG_FORMAT=json`, the image's default)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,8 @@ def parse_json_lines(text: str) -> list[dict[str, Any]]:
         if isinstance(value, dict):
             lines.append(value)
     return lines
+
+
+def last_lines(text: str, count: int = 20) -> str:
+    """The last `count` non-empty lines of `text`, for error messages."""
+    return "\n".join([line for line in text.splitlines() if line.strip()][-count:])
