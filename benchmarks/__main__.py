@@ -315,6 +315,22 @@ def measure_api(lab: Lab, plan: Plan, rows: list[Row], memory: dict[str, float])
         )
     )
     lab.remove(bare)
+    # What metrics cost per request: the same API without them.
+    bare_api = lab.courier("api", {**api_env(), "METRICS_PORT": "0"}, publish=True)
+    bare_base = f"http://{LOOPBACK}:{host_port(bare_api)}"
+    wait_until(lambda: answers(f"{bare_base}/readyz"), 60, "api without metrics ready")
+    without = hey(f"{bare_base}/healthz", plan)
+    rows.append(
+        Row(
+            "GET /healthz req/s, metrics on vs off",
+            ours.requests_per_second,
+            without.requests_per_second,
+            "req/s",
+            "~ 1.0",
+            "METRICS_PORT=0",
+        )
+    )
+    lab.remove(bare_api)
     plan.extra["api"] = api
     plan.extra["base"] = base
 
@@ -325,20 +341,33 @@ SERVER_OPTIONS = """
 import json
 from courier.api.server import gunicorn_options
 from courier.settings import load_settings
-options = gunicorn_options(load_settings({"MODE": "api", "BROKER_URL": "redis://redis:6379/0"}))
-for name in ("logconfig_dict", "errorlog", "accesslog", "loglevel", "proc_name"):
+settings = load_settings({"MODE": "api", "BROKER_URL": "redis://redis:6379/0"})
+options = gunicorn_options(settings)
+for name in ("logconfig_dict", "errorlog", "accesslog", "loglevel", "proc_name", "logger_class"):
     options.pop(name, None)
-print(json.dumps({name: value for name, value in options.items() if not callable(value)}))
+plain = {name: value for name, value in options.items() if not callable(value)}
+limits = {
+    "header_timeout": settings.request_header_timeout,
+    "body_timeout": settings.request_body_timeout,
+    "max_body": settings.max_body_bytes,
+}
+print(json.dumps({"options": plain, "limits": limits}))
+"""
+# The baseline's worker class: the API's own, built the way courier.api.server builds it.
+WORKER_CLASS = """from courier.api.buffering import ReadLimits, buffering_worker
+worker_class = buffering_worker(ReadLimits(**{limits!r}))
 """
 
 
 def server_settings(lab: Lab) -> dict[str, Any]:
-    """Write the baseline's gunicorn.conf.py with the API's options; return them."""
+    """Write the baseline's gunicorn.conf.py with the API's options and worker class."""
     output = lab.client.containers.run(
         lab.image, entrypoint=[VENV_PYTHON, "-c", SERVER_OPTIONS], remove=True
     )
-    options: dict[str, Any] = json.loads(bytes(output))
+    found: dict[str, Any] = json.loads(bytes(output))
+    options: dict[str, Any] = found["options"]
     config = "".join(f"{name} = {value!r}\n" for name, value in options.items())
+    config += WORKER_CLASS.format(limits=found["limits"])
     (Path(lab.scratch) / "gunicorn.conf.py").write_text(config)
     return options
 
@@ -433,6 +462,19 @@ def measure_worker(
             "≥ 1.0",
             "default Celery app, same queue",
         )
+    )
+    # What metrics and task events cost per task: the same drain without, and with, them.
+    without, _ = drain_seconds(
+        lab, redis, lambda: lab.courier("worker", {**env, "METRICS_PORT": "0"}), plan.jobs
+    )
+    rows.append(
+        Row("worker drain, metrics on vs off", ours, without, "jobs/s", "~ 1.0", "METRICS_PORT=0")
+    )
+    events, _ = drain_seconds(
+        lab, redis, lambda: lab.courier("worker", {**env, "TASK_EVENTS": "true"}), plan.jobs
+    )
+    rows.append(
+        Row("worker drain, task events on vs off", events, ours, "jobs/s", "", "TASK_EVENTS=false")
     )
     idle = lab.courier("worker", env)
     time.sleep(3)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from functools import cache
-from importlib import metadata, resources
+from importlib import resources
 
 UNKNOWN = "unknown"
 
@@ -37,6 +37,8 @@ def build_info() -> BuildInfo:
         )
     except (FileNotFoundError, ValueError, AttributeError):
         pass
+    from importlib import metadata  # only outside an image: it costs tens of ms to import
+
     try:
         version = metadata.version("courier")
     except metadata.PackageNotFoundError:

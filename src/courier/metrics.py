@@ -25,10 +25,31 @@ DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 QUEUED_AT_HEADER: Final = "courier_queued_at"
 
 
-class Metrics:
-    """Every metric of courier, in one registry (one instance per process)."""
+class _Off:
+    """A metric that records nothing (METRICS_PORT=0): every call is a no-op."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def labels(self, *values: str) -> _Off:
+        return self
+
+    def inc(self, amount: float = 1) -> None: ...
+
+    def set(self, value: float) -> None: ...
+
+    def observe(self, value: float) -> None: ...
+
+
+class Metrics:
+    """Every metric of courier, in one registry (one instance per process). Disabled, every
+    metric is a no-op: nothing is written and nothing costs."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, enabled: bool = True) -> None:
+        if not enabled:
+            off: Any = _Off()
+            self.registry = CollectorRegistry()
+            self.http_requests = self.http_duration = self.jobs_submitted = off
+            self.jobs_refused = self.tasks = self.task_duration = self.tasks_redelivered = off
+            self.beat_last_tick = self.beat_lock_held = self.build_info = off
+            return
         registry = registry or CollectorRegistry()
         self.registry = registry
         self.http_requests = Counter(

@@ -392,8 +392,8 @@ class Settings:
         "METRICS_PORT",
         Integer(0, 65535),
         9808,
-        "Port of the Prometheus metrics of this container's role (0: none). Unauthenticated: "
-        "publish it only to your monitoring network.",
+        "Port of the Prometheus metrics of this container's role (0: no metrics at all). "
+        "Unauthenticated: publish it only to your monitoring network.",
     )
     data_dir: Path = setting(
         "DATA_DIR",

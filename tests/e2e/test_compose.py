@@ -67,6 +67,13 @@ def test_compose_file_is_valid() -> None:
         ).stdout
     )
     assert "rabbitmq" in with_profiles["services"]
+    monitoring = json.loads(
+        run([*COMPOSE, "--profile", "monitoring", "config", "--format", "json"], env, 60).stdout
+    )["services"]
+    assert {"prometheus", "flower"} <= set(monitoring)
+    assert [(p["host_ip"], p["target"]) for p in monitoring["prometheus"]["ports"]] == [
+        ("127.0.0.1", 9090)
+    ]
 
 
 def test_bake_default_group_is_the_image_target_only() -> None:
@@ -174,16 +181,7 @@ def deployment(
     try:
         started = time.monotonic()
         try:
-            project.run(
-                "up",
-                "--detach",
-                "--wait",
-                "--wait-timeout",
-                "240",
-                "--scale",
-                f"worker={WORKERS}",
-                timeout=300,
-            )
+            project.up(WORKERS)
         except BaseException:
             print(project.run("ps", "--all", check=False).stdout)
             print(project.logs()[-8000:])

@@ -39,9 +39,9 @@ from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import Unreader
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
-from courier.api.errors import PROBLEM_JSON
 from courier.api.framing import ContentTooLarge, HeadTooLarge, Limits, Progress, RequestScanner
 from courier.logs import get_logger
+from courier.names import PROBLEM_JSON
 
 log = get_logger("courier.api.server")
 

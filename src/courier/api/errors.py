@@ -13,8 +13,7 @@ from typing import Any
 import falcon
 
 from courier.logs import get_logger
-
-PROBLEM_JSON = "application/problem+json"
+from courier.names import PROBLEM_JSON
 
 log = get_logger("courier.api")
 

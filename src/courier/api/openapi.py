@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import falcon
 
-from courier.api.errors import PROBLEM_JSON
 from courier.buildinfo import build_info
+from courier.names import PROBLEM_JSON
 
 Operations = dict[str, dict[str, Any]]
 

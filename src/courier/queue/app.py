@@ -173,7 +173,7 @@ def create_celery(settings: Settings, plugin: Plugin) -> CourierCelery:
     celery = CourierCelery("courier")
     celery.settings = settings
     celery.plugin = plugin
-    celery.metrics = Metrics()
+    celery.metrics = Metrics(enabled=bool(settings.metrics_port))
     declarations = plugin.tasks()
     celery.catalog = {d.name: d for d in declarations if d.public}
     celery.conf.update(celery_config(settings, plugin))
