@@ -261,7 +261,7 @@ def test_slow_and_idle_connections_do_not_starve_the_api(system: Stack) -> None:
     assert probes.load_statuses, "no real request was made"
     assert set(probes.load_statuses) <= {200, 202}, probes.load_statuses
     assert logged == len(clients)
-    assert client.get("/healthz").status_code == 200
+    assert client.http_get("/healthz").status_code == 200
     assert "Traceback" not in raw_logs(api)
 
 
@@ -372,4 +372,4 @@ def test_requests_the_server_refuses_get_problem_documents(system: Stack) -> Non
     assert SECRET not in logs
     assert "Traceback" not in logs
     assert not [line for line in json_lines(api) if line.get("event") == "unhandled error"]
-    assert client.get("/healthz").status_code == 200
+    assert client.http_get("/healthz").status_code == 200

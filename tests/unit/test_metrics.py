@@ -3,7 +3,10 @@ two gunicorn workers summed by the exporter of a real `python -m courier` API.""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +18,7 @@ from prometheus_client import generate_latest
 from courier.metrics import Metrics
 from courier.queue.app import CourierCelery
 from courier.settings import Settings
+from courier.testing.logs import parse_json_lines
 from tests.conftest import free_port
 from tests.unit.conftest import AUTH, TOKEN, clean_environ, dead_redis_url
 from tests.unit.test_entrypoint import answers, started, wait_until
@@ -104,6 +108,15 @@ def test_the_api_counts_requests_by_route_template_and_submissions_by_task(
     assert "rm -rf" not in exposition
 
 
+def web_workers(log: Path) -> set[int]:
+    """The pids gunicorn logged booting workers with."""
+    return {
+        int(str(line["event"]).split()[-1])
+        for line in parse_json_lines(log.read_text())
+        if "Booting worker" in str(line.get("event"))
+    }
+
+
 def scrape(port: int) -> dict[str, float]:
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     samples = {}
@@ -129,16 +142,30 @@ def test_two_web_workers_are_summed_by_the_exporter(data_dir: Path, tmp_path: Pa
     with started(data_dir, log, **environ) as process:
         wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 30, process, log)
         wait_until(lambda: answers(f"http://127.0.0.1:{metrics_port}/metrics"), 30, process, log)
-        for _ in range(40):  # a connection each: the kernel hands them to both workers
-            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        healthz = f"http://127.0.0.1:{port}/healthz"
+        for _ in range(20):
+            assert requests.get(healthz, timeout=5).status_code == 200
+        # Every web worker killed: gunicorn starts new ones, and the dead ones' counts stay.
+        first = web_workers(log)
+        for pid in first:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: len(web_workers(log) - first) == 2, 30, process, log)
+        wait_until(lambda: answers(healthz), 30, process, log)
+        for _ in range(20):
+            assert requests.get(healthz, timeout=5).status_code == 200
         samples = scrape(metrics_port)
         counted = samples['courier_http_requests_total{method="GET",route="/healthz",status="200"}']
         writers = {
             path.name.rsplit("_", 1)[1] for path in (data_dir / "metrics").glob("counter_*.db")
         }
-        print(f"\n40 requests; the exporter counts {counted:.0f}, from {len(writers)} web workers")
-        assert counted >= 40  # the readiness probe above counts too
+        print(
+            f"\n40 requests, the web workers killed in between; the exporter counts "
+            f"{counted:.0f}, from {len(writers)} processes' files"
+        )
+        assert counted >= 40  # the waits for a first answer count too
         assert len(writers) >= 2, writers
+        assert counted <= 40 + 5
         assert any(name.startswith("courier_build_info{") for name in samples)
         # The broker (a dead Redis) is unreachable: the queue metrics are left out, not hung on.
         assert not any(name.startswith("courier_queue_depth{") for name in samples)
