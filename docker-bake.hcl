@@ -99,10 +99,10 @@ function "tag" {
   result = replace(version, "+", "-")
 }
 
-# The release's tags, as docker/metadata-action makes them in release.yml for the git tag
-# v<VERSION> (type=semver {{version}} and {{major}}.{{minor}}, type=sha format=long, latest=auto):
-# 1.2.3, 1.2, sha-<full commit>, latest; a pre-release (1.2.3-rc.1) gets only its own tag and the
-# sha tag. SemVer build metadata is dropped, as metadata-action does. A test keeps the two equal.
+# The release's tags, the one definition of the scheme (scripts/release and release.yml both
+# push what this gives): 1.2.3, 1.2, sha-<full commit>, latest; a pre-release (1.2.3-rc.1) gets
+# only its own tag and the sha tag. SemVer build metadata (+build.5) is dropped: "+" cannot be in
+# a tag, and 1.2.3+build.5 is release 1.2.3.
 function "release_tags" {
   params = []
   result = VERSION == null ? [] : compact([
@@ -134,10 +134,6 @@ target "_common" {
   )
 }
 
-# Filled in by docker/metadata-action in CI: release.yml passes its tags-only bake file
-# (`bake-file-tags`), so the labels stay the Dockerfile's.
-target "docker-metadata-action" {}
-
 # The runtime image for this machine's platform, loaded into the local Docker engine.
 target "image" {
   inherits = ["_common"]
@@ -154,12 +150,12 @@ target "_release-tags" {
 }
 
 # The release: both platforms, provenance (mode=max) and an SBOM per platform, pushed with file
-# times rewritten to SOURCE_DATE_EPOCH so that two builds of one commit are bit-identical.
-# docker/metadata-action's tags (CI) override the scheme above, which they equal. The engine's own
-# builder (the "docker" driver) cannot rewrite timestamps while pushing: scripts/release writes an
-# OCI archive instead and pushes that with skopeo.
+# times rewritten to SOURCE_DATE_EPOCH so that two builds of one commit are bit-identical. CI
+# (release.yml, a docker-container builder) builds it as it is. The engine's own builder (the
+# "docker" driver) cannot rewrite timestamps while pushing: scripts/release writes an OCI archive
+# instead and pushes that with skopeo.
 target "release" {
-  inherits  = ["_common", "_release-tags", "docker-metadata-action"]
+  inherits  = ["_common", "_release-tags"]
   platforms = split(",", PLATFORMS)
   attest    = ["type=sbom,generator=${SBOM_GENERATOR}", "type=provenance,mode=max"]
   output    = ["type=registry,rewrite-timestamp=true"]

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/build and scripts/release, from the repository root: fills in what
 # docker-bake.hcl stamps an image with, unless the environment already sets it, and exports it.
 #   GIT_SHA            `git rev-parse HEAD` (or "unknown" outside a checkout)

@@ -10,6 +10,13 @@ dist-packages folder (`*.dist-info/METADATA`: name, version, license, purl pkg:p
 Debian packages (`/var/lib/dpkg/status`, or distroless's `/var/lib/dpkg/status.d/*`: name,
 version, architecture, source, purl pkg:deb/debian/...). Standard library only.
 
+Nothing in the document comes from the scanner's clock, so that one file system always gives one
+document: its `created` time is SOURCE_DATE_EPOCH when set (a scan by hand: BuildKit passes a
+generator no such variable, nor attest parameters, checked with Docker 26's BuildKit), else the
+newest modification time of the package metadata it lists, i.e. when the newest of those packages
+was installed. (BuildKit scans before the exporter rewrites file times, so in a release build that
+is when the build installed the Python packages, not the commit time.)
+
 Run by hand: `python3 sbom_scanner.py ROOTFS` prints the SPDX document of ROOTFS.
 """
 
@@ -23,7 +30,7 @@ import re
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,8 @@ class Package:
     purl: str
     license: str = "NOASSERTION"
     source_info: str = ""
+    # When its metadata file was last written (seconds since the epoch): not part of its identity.
+    installed: float = field(default=0.0, compare=False)
 
     @property
     def spdx_id(self) -> str:
@@ -74,7 +83,15 @@ def python_packages(root: Path) -> Iterator[Package]:
                 continue
             license_ = headers.get("License-Expression") or "NOASSERTION"
             where = "/" + str(Path(folder).relative_to(root))
-            yield Package("pypi", name, version, pypi_purl(name, version), license_, where)
+            yield Package(
+                "pypi",
+                name,
+                version,
+                pypi_purl(name, version),
+                license_,
+                where,
+                metadata.stat().st_mtime,
+            )
 
 
 def _paragraphs(text: str) -> Iterator[dict[str, str]]:
@@ -111,6 +128,7 @@ def debian_packages(root: Path) -> Iterator[Package]:
         files += sorted(p for p in (dpkg / "status.d").iterdir() if p.suffix != ".md5sums")
     distro = os_version(root)
     for path in files:
+        installed = path.stat().st_mtime
         for fields in _paragraphs(path.read_text(encoding="utf-8", errors="replace")):
             status = fields.get("Status", "install ok installed")
             name, version = fields.get("Package"), fields.get("Version")
@@ -123,7 +141,24 @@ def debian_packages(root: Path) -> Iterator[Package]:
             purl = f"pkg:deb/debian/{quote(name)}@{quote(version)}"
             if qualifiers:
                 purl += "?" + "&".join(qualifiers)
-            yield Package("deb", name, version, purl, source_info=source and f"source {source}")
+            yield Package(
+                "deb",
+                name,
+                version,
+                purl,
+                source_info=source and f"source {source}",
+                installed=installed,
+            )
+
+
+def created(packages: list[Package]) -> str:
+    """The document's creation time, RFC 3339 UTC: SOURCE_DATE_EPOCH, else when the newest of
+    `packages` was installed (the epoch itself for none): never the scanner's clock."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch and not epoch.isdigit():
+        raise SystemExit(f"{TOOL}: SOURCE_DATE_EPOCH is not a number of seconds: {epoch!r}")
+    seconds = int(epoch) if epoch else int(max((p.installed for p in packages), default=0))
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def spdx_document(root: Path, name: str) -> dict[str, Any]:
@@ -161,7 +196,7 @@ def spdx_document(root: Path, name: str) -> dict[str, Any]:
         "name": name,
         "documentNamespace": f"https://spdx.org/spdxdocs/{name}-{uuid.UUID(digest[:32])}",
         "creationInfo": {
-            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created": created(packages),
             "creators": [f"Tool: {TOOL}"],
         },
         "packages": spdx_packages,

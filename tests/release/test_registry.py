@@ -5,6 +5,7 @@ every tag, an SBOM per platform, provenance, and bit-identical manifests from a 
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from tests.release.conftest import (
     PLATFORMS,
     VERSION,
     Published,
+    Release,
     image_config,
     imagetools,
     platform_digests,
@@ -25,6 +27,30 @@ from tests.release.conftest import (
 )
 
 EXPECTED_TAGS = ("1.2.3", "1.2", "latest")
+
+
+def release_source(release: Release) -> str:
+    """The source label scripts/release derived: the `origin` remote's web address (through
+    scripts/lib/source-url.sh, tested on its own), else, as in a clone without that remote, the
+    Dockerfile's default. The script names it in its log too."""
+    derived = subprocess.run(
+        ["bash", "-c", "source scripts/lib/source-url.sh && source_url origin"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if derived.returncode == 0:
+        expected = logged_as = derived.stdout.strip()
+    else:
+        dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+        match = re.search(r"^ARG SOURCE=(\S+)$", dockerfile, re.M)
+        assert match, "the Dockerfile has no ARG SOURCE default"
+        expected, logged_as = match[1], "the Dockerfile default"
+    print(f"\nsource label expected: {expected} (scripts/release: {logged_as})")
+    assert expected.startswith("https://")
+    assert f", source {logged_as})" in release.output, release.output[-2000:]
+    return expected
 
 
 def test_index_holds_both_platforms_and_their_attestations(published: Published) -> None:
@@ -74,7 +100,7 @@ def test_labels_of_each_platform_name_the_commit_and_version(
     assert labels[OCI + "version"] == VERSION
     assert labels[OCI + "created"] == created
     assert config["created"].startswith(created.rstrip("Z")), config["created"]
-    assert labels[OCI + "source"].startswith("https://")
+    assert labels[OCI + "source"] == release_source(published.release)
     assert labels[OCI + "base.name"]
     assert all(value.strip() for value in labels.values()), labels
 
@@ -102,7 +128,13 @@ def test_sbom_of_each_platform_lists_the_python_and_debian_packages(
         document = sboms[platform]["SPDX"]
         assert document["spdxVersion"] == "SPDX-2.3"
         packages = {p["name"]: p for p in document["packages"]}
-        purls = {p["name"]: p["externalRefs"][0]["referenceLocator"] for p in packages.values()}
+        # The purl among a package's references (syft, BuildKit's default, lists CPEs first).
+        purls = {
+            name: ref["referenceLocator"]
+            for name, package in packages.items()
+            for ref in package.get("externalRefs", [])
+            if ref.get("referenceType") == "purl"
+        }
         print(f"\n{platform}: {len(packages)} packages, e.g. {purls.get('falcon')}")
         for name in ("celery", "falcon", "gunicorn", "redis", "structlog", "courier"):
             assert name in packages, f"{name} not in the {platform} SBOM"

