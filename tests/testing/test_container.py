@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from datetime import timedelta
 
 import docker
 import pytest
+from testcontainers.core.waiting_utils import WaitStrategyTarget
 
-from courier.testing import CourierContainer, CourierStartError
+from courier.testing import CourierContainer, CourierReady, CourierStartError
 from courier.testing.containers import LOOPBACK
 from tests.testing.conftest import labelled
 
@@ -108,3 +110,42 @@ def test_without_waiting_a_failing_container_can_be_inspected(courier_image: str
     with CourierContainer(courier_image, "bogus", wait=False) as container:
         assert container.exit_code(timeout=60) == 64
         assert "unknown MODE 'bogus'" in container.logs()
+
+
+class ExitsDuringTheCheck(CourierReady):
+    """Kills the container after the wait saw it running and before its readiness check runs:
+    the check then meets an exited container (no port map, no exec)."""
+
+    def problem(self, container: WaitStrategyTarget) -> str | None:
+        wrapped = container.get_wrapped_container()
+        wrapped.kill()
+        wrapped.wait(timeout=60)
+        return super().problem(container)
+
+
+@pytest.mark.parametrize(
+    ("api", "healthcheck"), [(True, False), (False, True)], ids=["port", "healthcheck"]
+)
+def test_an_exit_between_the_status_and_the_check_is_reported_as_an_exit(
+    courier_image: str, api: bool, healthcheck: bool
+) -> None:
+    # Runs, never ready (no broker): without the kill, the wait would take its whole timeout.
+    with CourierContainer(
+        courier_image, "api", BROKER_URL="redis://nowhere.invalid:6379/0", wait=False
+    ) as container:
+        deadline = time.monotonic() + 60
+        while not container.logs().strip() and time.monotonic() < deadline:
+            time.sleep(0.2)  # a log to show once it is killed
+        wait = ExitsDuringTheCheck(container.port if api else None, healthcheck, consuming=False)
+        started = time.monotonic()
+        with pytest.raises(CourierStartError) as raised:
+            wait.with_startup_timeout(timedelta(seconds=PATIENT)).wait_until_ready(container)
+        assert time.monotonic() - started < 60
+    error = raised.value
+    print(f"\nkilled during the check: {str(error).splitlines()[0]}")
+    assert error.container == container.get_wrapped_container().name
+    assert error.reason == "exited while starting"
+    assert error.exit_code == 137
+    assert "with exit code 137 (killed)" in str(error)
+    assert error.logs
+    assert error.logs in str(error)

@@ -104,3 +104,63 @@ def test_in_this_suite_the_stack_runs_on_the_session_image(
     plugin's: the plugin's `courier_stack` runs on it."""
     assert courier_stack.image == courier_image
     assert courier_stack.run("demo.add", {"a": 2, "b": 3}) == 5
+
+
+WITHOUT_THE_EXTRA = """
+import pytest
+
+
+def test_other_tests_run():
+    assert True
+
+
+def test_the_image_fixture_needs_no_extra(courier_image):
+    assert courier_image == "my-service:latest"
+
+
+def test_what_needs_no_testcontainers_imports():
+    from courier.testing import CourierClient, parse_json_lines
+
+    assert CourierClient("http://127.0.0.1:1", None).base_url == "http://127.0.0.1:1"
+    assert parse_json_lines('{"a": 1}') == [{"a": 1}]
+
+
+def test_importing_the_rest_says_what_to_install():
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'courier\\[testing\\]'"):
+        from courier.testing import CourierStack  # noqa: F401
+
+
+def test_add(courier_stack):
+    assert courier_stack.run("demo.add", {"a": 2, "b": 3}) == 5
+"""
+# What `import testcontainers` / `import docker` do where the extra is not installed.
+MISSING = 'raise ModuleNotFoundError("No module named {name!r}", name={name!r})\n'
+
+
+def test_without_the_extra_the_plugin_loads_and_the_stack_fixture_says_what_to_install(
+    pytester: pytest.Pytester,
+) -> None:
+    """courier without `[testing]` (the wheel's `pytest11` entry point is there all the same):
+    testcontainers and docker are shadowed by packages that fail to import as missing ones do.
+    The session runs; only the test on `courier_stack` errors, in one line."""
+    for name in ("testcontainers", "docker"):
+        pytester.mkpydir(name).joinpath("__init__.py").write_text(MISSING.format(name=name))
+    pytester.makepyfile(test_service=WITHOUT_THE_EXTRA)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--courier-image", "my-service:latest", timeout=120
+    )
+    result.assert_outcomes(passed=4, errors=1)
+    expected = (
+        "courier_stack: courier.testing needs the `testing` extra: "
+        "pip install 'courier[testing]' (no module named 'docker')"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at setup of test_add _*",
+            expected,
+            "*= short test summary info =*",
+            "ERROR test_service.py::test_add - Failed: courier_stack: courier.testing*",
+        ],
+        consecutive=True,
+    )
+    assert "Traceback" not in result.stdout.str()

@@ -6,19 +6,25 @@ naming the container and why; a container the engine refuses is named too."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import docker
 import pytest
+import requests
 
 from courier.testing import (
     LABEL,
     STACK_LABEL,
+    CourierContainer,
     CourierStack,
     CourierStartError,
+    CourierStopError,
     JobFailedError,
     default_redis_image,
+    redis_container,
 )
 from courier.testing.containers import LOOPBACK
 from tests.testing.conftest import leftovers, stack_name
@@ -146,4 +152,131 @@ def test_a_container_the_engine_refuses_is_named_and_the_stack_still_cleans_up(
         assert raised.value.container == f"{name}-refused"
         assert raised.value.reason.startswith("could not be started: ")
         assert "bind source path does not exist" in raised.value.reason
+    assert leftovers(docker_client, name) == []
+
+
+class PerRoleStack(CourierStack):
+    """A stack whose roles of a mode get settings of their own (`role_env[mode]`)."""
+
+    def __init__(self, *args: Any, role_env: dict[str, dict[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.role_env = role_env
+
+    def add_courier(
+        self, mode: str | None, env: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> CourierContainer:
+        return super().add_courier(
+            mode, {**(env or {}), **self.role_env.get(mode or "", {})}, **kwargs
+        )
+
+
+# A worker setting out of range: the worker exits 78 while starting.
+BAD_WORKER = {"worker": {"WORKER_CONCURRENCY": "0"}}
+NO_BROKER = {"BROKER_URL": "redis://nowhere.invalid:6379/0"}
+
+
+@pytest.mark.parametrize(
+    "role_env",
+    [BAD_WORKER, {**BAD_WORKER, "api": NO_BROKER}],
+    ids=["api-ready", "api-never-ready"],
+)
+def test_a_role_that_exits_fails_the_start_at_once_whatever_the_others_do(
+    docker_client: docker.DockerClient, courier_image: str, role_env: dict[str, dict[str, str]]
+) -> None:
+    """The roles are waited for together: the worker's exit is reported at once, also while the
+    API, listed first, is still (here: forever) not ready."""
+    name = stack_name("together")
+    timeout = 90.0
+    started = time.monotonic()
+    with pytest.raises(CourierStartError) as raised:
+        PerRoleStack(
+            courier_image, name=name, beat=True, startup_timeout=timeout, role_env=role_env
+        ).start()
+    seconds = time.monotonic() - started
+    error = raised.value
+    print(f"\nfailed after {seconds:.1f}s: {str(error).splitlines()[0]}")
+    assert seconds < timeout / 3, "the exit was not seen before the other roles' wait"
+    assert error.container == f"{name}-worker-1"
+    assert error.reason == "exited while starting"
+    assert error.exit_code == 78
+    assert "WORKER_CONCURRENCY: must be from 1 to 256" in error.logs
+    assert leftovers(docker_client, name) == []
+
+
+def test_roles_never_ready_time_out_together_naming_each(
+    docker_client: docker.DockerClient, courier_image: str
+) -> None:
+    """Without a broker that answers, neither the API nor the worker gets ready: one timeout
+    for both, naming the first and listing the other."""
+    name = stack_name("timeout")
+    started = time.monotonic()
+    with pytest.raises(CourierStartError) as raised:
+        CourierStack(courier_image, name=name, env=NO_BROKER, startup_timeout=6).start()
+    seconds = time.monotonic() - started
+    error = raised.value
+    print(f"\nfailed after {seconds:.1f}s: {error.reason}")
+    assert seconds < 30, "the roles were waited for one after the other"
+    assert error.container == f"{name}-api"
+    assert error.exit_code is None
+    assert error.reason.startswith("not ready within 6s: /readyz answered 503"), error.reason
+    assert f"; also not ready: {name}-worker-1: " in error.reason
+    assert leftovers(docker_client, name) == []
+
+
+class BrokerDiesStack(CourierStack):
+    """Kills Redis once the roles are started, before they are waited for."""
+
+    def add_courier(self, mode: str | None, *args: Any, **kwargs: Any) -> CourierContainer:
+        container = super().add_courier(mode, *args, **kwargs)
+        if mode == "worker" and self.redis is not None:
+            self.redis.get_wrapped_container().kill()
+        return container
+
+
+def test_a_broker_that_exits_while_the_roles_start_is_named(
+    docker_client: docker.DockerClient, courier_image: str
+) -> None:
+    name = stack_name("broker-dies")
+    started = time.monotonic()
+    with pytest.raises(CourierStartError) as raised:
+        BrokerDiesStack(courier_image, name=name, startup_timeout=90).start()
+    seconds = time.monotonic() - started
+    error = raised.value
+    print(f"\nfailed after {seconds:.1f}s: {str(error).splitlines()[0]}")
+    assert seconds < 30
+    assert error.container == f"{name}-redis"
+    assert error.reason == "exited while the others were starting"
+    assert error.exit_code == 137
+    assert leftovers(docker_client, name) == []
+
+
+def test_stop_removes_everything_it_can_and_lists_what_it_could_not(
+    docker_client: docker.DockerClient, courier_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container whose removal fails with an error that is no `APIError` (here the engine's
+    connection dropping) keeps neither the containers after it nor the network (which then fails,
+    the container still being on it); both are listed, and another `stop()` finishes."""
+    name = stack_name("stop")
+    stack = CourierStack(courier_image, api=False, workers=0, name=name).start()
+    for alias in ("first", "second", "third"):
+        stack.add_container(redis_container(), alias)
+    stuck = stack.roles["second"].get_wrapped_container()
+    dropped = requests.exceptions.ConnectionError("Connection aborted.")
+    monkeypatch.setattr(stuck, "remove", mock.Mock(side_effect=dropped))
+
+    try:
+        with pytest.raises(CourierStopError) as raised:
+            stack.stop()
+        error = raised.value
+        print(f"\n{error}")
+        assert [what for what, _ in error.failures] == [
+            f"container {name}-second",
+            f"network {name}",
+        ]
+        assert error.failures[0][1] is dropped
+        assert f"container {name}-second: ConnectionError: Connection aborted." in str(error)
+        assert leftovers(docker_client, name) == [f"container {name}-second", f"network {name}"]
+    finally:
+        monkeypatch.undo()
+        stack.stop()  # what failed is kept: this call removes it
     assert leftovers(docker_client, name) == []

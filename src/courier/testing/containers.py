@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Self
 
@@ -167,31 +167,94 @@ class FailFastWait(WaitStrategy):
         """Why the container is not ready yet; None once it is."""
         raise NotImplementedError
 
+    def check(self, container: WaitStrategyTarget) -> str | None:
+        """`problem()`, for a container seen running just before. When the check fails, the
+        container may have exited meanwhile (it then has no port map and refuses exec): that
+        exit is the error, with its code and log. Other errors name the container too."""
+        try:
+            return self.problem(container)
+        except Exception as error:
+            wrapped = container.get_wrapped_container()
+            exited = exit_error(wrapped)
+            if exited is not None:
+                raise exited from error
+            if isinstance(error, OSError | docker.errors.APIError):
+                return f"{type(error).__name__}: {error}"
+            raise CourierStartError(
+                wrapped.name,
+                f"could not be checked: {type(error).__name__}: {error}",
+                logs=last_lines(container_logs(wrapped)),
+            ) from error
+
     def wait_until_ready(self, container: WaitStrategyTarget) -> None:
-        wrapped = container.get_wrapped_container()
-        deadline = time.monotonic() + self._startup_timeout
-        while True:
-            wrapped.reload()
-            if wrapped.status in ("exited", "dead"):
-                raise CourierStartError(
-                    wrapped.name,
-                    "exited while starting",
-                    exit_code=int(wrapped.attrs["State"]["ExitCode"]),
-                    logs=last_lines(container_logs(wrapped)),
-                )
-            try:
-                problem = self.problem(container)
-            except (OSError, docker.errors.APIError) as error:
-                problem = f"{type(error).__name__}: {error}"
-            if problem is None:
-                return
-            if time.monotonic() >= deadline:
-                raise CourierStartError(
-                    wrapped.name,
-                    f"not ready within {self._startup_timeout:g}s: {problem}",
-                    logs=last_lines(container_logs(wrapped)),
-                )
-            time.sleep(self._poll_interval)
+        wait_all_ready([(self, container)], self._startup_timeout, interval=self._poll_interval)
+
+
+def exit_error(
+    container: DockerContainer | Any, reason: str = "exited while starting"
+) -> CourierStartError | None:
+    """The error of a container that exited (its exit code and last log lines), or that was
+    removed meanwhile; None while it runs."""
+    wrapped = unwrap(container)
+    try:
+        wrapped.reload()
+    except docker.errors.NotFound:
+        return CourierStartError(wrapped.name, "was removed while starting")
+    if wrapped.status not in ("exited", "dead"):
+        return None
+    return CourierStartError(
+        wrapped.name,
+        reason,
+        exit_code=int(wrapped.attrs["State"]["ExitCode"]),
+        logs=last_lines(container_logs(wrapped)),
+    )
+
+
+def raise_first_exit(
+    containers: Sequence[DockerContainer | Any], reason: str = "exited while starting"
+) -> None:
+    """`exit_error` of the first of `containers` that exited, if any."""
+    for container in containers:
+        exited = exit_error(container, reason)
+        if exited is not None:
+            raise exited
+
+
+WATCHED_EXIT = "exited while the others were starting"
+
+
+def wait_all_ready(
+    waits: Sequence[tuple[FailFastWait, WaitStrategyTarget]],
+    timeout: float,
+    *,
+    watch: Sequence[DockerContainer] = (),
+    interval: float = POLL_INTERVAL,
+) -> None:
+    """Wait for several containers together, each by its own strategy, so that one exiting is
+    reported at once whichever the others are doing. Each poll first looks for an exit among
+    them all (and among `watch`, containers already ready, e.g. the brokers): the first found
+    fails the wait with its exit code and log; then it checks the ones not ready yet. After
+    `timeout` seconds, fails with the first container still not ready and its last problem."""
+    pending = list(waits)
+    deadline = time.monotonic() + timeout
+    while True:
+        raise_first_exit(watch, WATCHED_EXIT)
+        raise_first_exit([target.get_wrapped_container() for _, target in pending])
+        problems = [(wait, target, wait.check(target)) for wait, target in pending]
+        pending = [(wait, target) for wait, target, problem in problems if problem is not None]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            # An exit since the last look is the better reason.
+            raise_first_exit(watch, WATCHED_EXIT)
+            raise_first_exit([target.get_wrapped_container() for _, target in pending])
+            unready = [(t.get_wrapped_container(), p) for _, t, p in problems if p is not None]
+            (first, problem), others = unready[0], unready[1:]
+            reason = f"not ready within {timeout:g}s: {problem}"
+            if others:
+                reason += "; also not ready: " + "; ".join(f"{w.name}: {p}" for w, p in others)
+            raise CourierStartError(first.name, reason, logs=last_lines(container_logs(first)))
+        time.sleep(interval)
 
 
 class LogMessageReady(FailFastWait):

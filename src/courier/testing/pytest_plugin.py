@@ -10,7 +10,10 @@ point), so a service's tests need no set-up of their own:
   override this fixture, with the same scope, to change them.
 
 Both stack fixtures are session-scoped unless `--courier-scope` or the `courier_scope` ini value
-names another scope. Loading the plugin imports nothing from testcontainers; a fixture does.
+names another scope. pytest loads the plugin wherever courier is installed, with or without the
+`testing` extra (an entry point cannot depend on an extra), so loading it imports nothing from
+testcontainers; `courier_stack` does, and without the extra fails in one line saying to install
+`courier[testing]`.
 """
 
 from __future__ import annotations
@@ -92,8 +95,14 @@ def courier_stack(
 ) -> Iterator[CourierStack]:
     """A started `CourierStack` on `courier_image`. A stack that cannot start fails the
     fixture at once, naming the container, its exit code and its last log lines."""
+    from courier.testing import MissingExtraError, import_submodule
+
+    try:
+        import_submodule("stack")
+    except MissingExtraError as error:
+        raise pytest.fail.Exception(f"courier_stack: {error}", pytrace=False) from None
     from courier.testing.containers import CourierStartError
-    from courier.testing.stack import CourierStack
+    from courier.testing.stack import CourierStack, CourierStopError
 
     options = dict(courier_stack_options)
     broker = pytestconfig.getoption("courier_broker")
@@ -103,9 +112,16 @@ def courier_stack(
     try:
         stack.start()
     except CourierStartError as error:
-        failure = pytest.fail.Exception(f"courier_stack could not start: {error}", pytrace=False)
+        # The notes: a failure to remove the stack afterwards.
+        message = "\n".join(
+            [f"courier_stack could not start: {error}", *getattr(error, "__notes__", [])]
+        )
+        failure = pytest.fail.Exception(message, pytrace=False)
         raise failure from None
     try:
         yield stack
     finally:
-        stack.stop()
+        try:
+            stack.stop()
+        except CourierStopError as error:
+            raise pytest.fail.Exception(f"courier_stack: {error}", pytrace=False) from None

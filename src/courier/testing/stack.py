@@ -29,6 +29,7 @@ from courier.testing.containers import (
     rabbitmq_container,
     redis_container,
     remove_container,
+    wait_all_ready,
 )
 from courier.testing.logs import parse_json_lines
 
@@ -45,6 +46,16 @@ BROKER_SETTINGS: dict[str, dict[str, str]] = {
 }
 
 
+class CourierStopError(RuntimeError):
+    """Some of a stack's containers or its network could not be removed; `failures` holds
+    what (`container <name>`, `network <name>`) and why."""
+
+    def __init__(self, stack: str, failures: Sequence[tuple[str, Exception]]) -> None:
+        self.failures = list(failures)
+        listed = "; ".join(f"{what}: {type(error).__name__}: {error}" for what, error in failures)
+        super().__init__(f"removing stack {stack} failed for {listed}")
+
+
 class CourierStack(CourierApi):
     """A courier system on its own network: `broker` (`redis`, or `rabbitmq` with Redis as the
     result backend; None: none, for a test that adds its own), an API (`api=True`), `workers`
@@ -55,8 +66,9 @@ class CourierStack(CourierApi):
 
     Broker images: `redis_image` / `rabbitmq_image`, by default `REDIS_IMAGE` / `RABBITMQ_IMAGE`
     when set, else `redis:8` / `rabbitmq:4`; `redis_args` are added to `redis-server`'s command
-    line (e.g. `["--appendonly", "yes"]`). `startup_timeout` bounds the wait for each container
-    to get ready, the brokers' too. Every container and the network carry the label
+    line (e.g. `["--appendonly", "yes"]`). `startup_timeout` bounds the wait for each broker to
+    get ready, then the wait for the roles, which get ready together (one that exits fails the
+    start at once). Every container and the network carry the label
     `courier.testing.stack=<name>`; `API_TOKENS` is a random token (`token`) unless `env` sets it.
     """
 
@@ -139,27 +151,34 @@ class CourierStack(CourierApi):
             roles += [("worker", f"worker-{n}") for n in range(1, self.worker_count + 1)]
             roles += [("beat", "beat")] if self.with_beat else []
             started = [self.add_courier(mode, alias=alias, wait=False) for mode, alias in roles]
-            for container in started:
-                container.wait_until_ready()
+            # Together: a role that exits is reported at once, not after another's timeout.
+            wait_all_ready(
+                [(container.readiness, container) for container in started],
+                self.startup_timeout,
+                watch=[broker for broker in (self.rabbitmq, self.redis) if broker is not None],
+            )
         except BaseException as error:
             try:
                 self.stop()
             except Exception as cleanup:
-                error.add_note(f"removing stack {self.name} failed too: {cleanup}")
+                error.add_note(f"then {cleanup}")
             raise
         return self
 
     def stop(self) -> None:
         """Remove every container (with its anonymous volumes), then the network. Safe to call
-        again; a container already gone is skipped, and one that cannot be removed does not
-        keep the others (its error is raised at the end)."""
-        errors: list[Exception] = []
+        again; a container already gone is skipped. Whatever fails to be removed does not keep
+        the rest: `CourierStopError` then lists each failure, and what failed is kept for
+        another `stop()`."""
+        failures: list[tuple[str, Exception]] = []
+        kept: list[DockerContainer] = []
         for container in reversed(self.containers):
             try:
                 remove_container(container)
-            except docker.errors.APIError as error:
-                errors.append(error)
-        self.containers.clear()
+            except Exception as error:
+                failures.append((f"container {container._name}", error))
+                kept.insert(0, container)
+        self.containers = kept
         self.roles.clear()
         self.workers.clear()
         self.redis = self.rabbitmq = self.api = self.beat = None
@@ -167,12 +186,13 @@ class CourierStack(CourierApi):
             try:
                 self.network.remove()
             except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as error:
-                errors.append(error)
-            self.network = None
-        if errors:
-            raise errors[0]
+                self.network = None
+            except Exception as error:
+                failures.append((f"network {self.network.name}", error))
+            else:
+                self.network = None
+        if failures:
+            raise CourierStopError(self.name, failures) from failures[0][1]
 
     def _create_network(self) -> None:
         network = Network(
