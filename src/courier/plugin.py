@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from courier.settings import ConfigError
+from courier.settings import ConfigError, redact
 from courier.tasks import TaskDeclaration, declared_in, public_catalog
 
 if TYPE_CHECKING:
@@ -54,6 +54,14 @@ def load_plugin(reference: str, environ: Mapping[str, str]) -> Plugin:
     its task modules. Anything wrong is a `ConfigError` of `PLUGIN` with a one-line reason."""
     module_name, _, attribute = reference.partition(":")
     attribute = attribute or "plugin"
+
+    def _reason(error: Exception) -> str:
+        """An exception in one short line, without anything of the environment that may be
+        a secret (a plugin's error may quote a URL or a token it was given)."""
+        text = str(error).splitlines()[0] if str(error) else ""
+        text = redact(text, environ)[:200]
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -82,9 +90,3 @@ def load_plugin(reference: str, environ: Mapping[str, str]) -> Plugin:
         if entry.get("task") not in declared:
             raise ConfigError("PLUGIN", f"periodic job {job!r} names no task of the plugin")
     return target
-
-
-def _reason(error: Exception) -> str:
-    """An exception in one short line."""
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__

@@ -199,14 +199,26 @@ def test_unknown_mode_exits_64_naming_the_valid_modes(
     assert "MODE" in lines[0]
 
 
-@pytest.mark.parametrize("port", ["not-a-port", "70000"])
-def test_invalid_port_exits_78_naming_port(
-    run_container: RunContainer, image_id: str, port: str
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "not-a-port"),
+        ("PORT", "70000"),
+        ("HEARTBEAT_INTERVAL", "1e300"),  # the demo's own setting: declared the same way
+        ("MAX_BODY_BYTES", "99999999999999"),
+        ("BEAT_LOCK_TIMEOUT", "100000000000000000000"),
+        ("BROKER_TIMEOUT", "nan"),
+    ],
+)
+def test_a_number_out_of_its_range_exits_78_naming_the_variable(
+    run_container: RunContainer, image_id: str, variable: str, value: str
 ) -> None:
-    container = run_container(image_id, **hardened(PORT=port))
+    container = run_container(image_id, **hardened(None, **{variable: value}))
     assert wait_for_exit(container) == 78
-    lines = logs(container).strip().splitlines()
-    print(f"\nPORT={port}: {lines}")
+    # The error is one line on stderr (stdout may hold the JSON lines logged before the
+    # business code's own settings were read).
+    lines = container.logs(stdout=False, stderr=True).decode().strip().splitlines()
+    print(f"\n{variable}={value}: {lines}")
     assert len(lines) == 1, lines
-    assert "PORT" in lines[0]
-    assert port not in lines[0], "the message repeats the invalid value"
+    assert lines[0].startswith(f"courier: configuration error: {variable}: "), lines[0]
+    assert value not in lines[0], "the message repeats the invalid value"

@@ -42,6 +42,7 @@ def test_defaults(data_dir: Path) -> None:
     assert settings.api_tokens == ()
     assert settings.log_level == "INFO"
     assert settings.log_format == "json"
+    assert settings.log_flush_interval == 0.1
     assert settings.web_concurrency == 2
     assert settings.worker_concurrency == 2
     assert settings.data_dir == data_dir
@@ -76,6 +77,7 @@ def test_every_variable_is_read(data_dir: Path) -> None:
         "API_TOKENS": " first-token-0123456789 , second-token-0123456789 ",
         "LOG_LEVEL": "debug",
         "LOG_FORMAT": "CONSOLE",
+        "LOG_FLUSH_INTERVAL": "0",
         "WEB_CONCURRENCY": "4",
         "WORKER_CONCURRENCY": "8",
         "DATA_DIR": str(data_dir / "elsewhere"),
@@ -112,6 +114,7 @@ def test_every_variable_is_read(data_dir: Path) -> None:
     assert settings.api_tokens == ("first-token-0123456789", "second-token-0123456789")
     assert settings.log_level == "DEBUG"
     assert settings.log_format == "console"
+    assert settings.log_flush_interval == 0
     assert settings.web_concurrency == 4
     assert settings.worker_concurrency == 8
     assert settings.data_dir == data_dir / "elsewhere"

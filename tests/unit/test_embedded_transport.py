@@ -94,3 +94,41 @@ def test_a_message_put_back_on_a_clean_stop_is_not_doubled(folders: dict[str, Pa
         message.ack()
         with pytest.raises(conn.SimpleQueue("jobs").Empty):
             conn.SimpleQueue("jobs").get(timeout=0.5)
+
+
+def test_an_unreadable_message_file_is_moved_aside_never_a_crash(
+    folders: dict[str, Path],
+) -> None:
+    """A file a kill or a bad disk left unreadable stops neither the restart's requeue nor the
+    worker's next take: it is moved into broker-corrupt beside the broker's folders."""
+    publish(folders, "first", "second")
+    dead = connection(folders)
+    assert take(dead).payload == "first"
+    (folders["unacked"] / "0_damaged.jobs.msg").write_bytes(b"")  # empty: killed mid-write
+    (folders["queue"] / "1_damaged.jobs.msg").write_bytes(b'{"body": "trunc')
+
+    assert requeue_unacknowledged(folders["unacked"], folders["queue"]) == 1
+    with connection(folders) as conn:
+        messages = [take(conn), take(conn)]
+        assert [m.payload for m in messages] == ["first", "second"]
+        for message in messages:
+            message.ack()
+    corrupt = folders["unacked"].parent / embedded_transport.CORRUPT_FOLDER
+    assert sorted(p.name for p in corrupt.iterdir()) == [
+        "0_damaged.jobs.msg",
+        "1_damaged.jobs.msg",
+    ]
+    assert list(folders["queue"].glob("*")) == []
+    assert list(folders["unacked"].glob("*")) == []
+
+
+def test_a_message_is_never_seen_half_written(folders: dict[str, Path]) -> None:
+    """Messages are written under a name no reader takes, then renamed into place."""
+    (folders["queue"] / ".d0c.partial").write_bytes(b'{"body": ')  # a writer killed midway
+    publish(folders, "whole")
+    with connection(folders) as conn:
+        message = take(conn)
+        assert message.payload == "whole"
+        message.ack()
+        assert conn.default_channel._size("jobs") == 0
+    assert [p.name for p in folders["queue"].iterdir()] == [".d0c.partial"]

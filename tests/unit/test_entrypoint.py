@@ -233,6 +233,22 @@ def test_token_prints_the_generated_token(courier: Run, data_dir: Path) -> None:
     assert after.stdout == f"{token}\n"
 
 
+def test_an_empty_token_file_left_by_a_kill_is_replaced(data_dir: Path) -> None:
+    """Written whole under another name, then renamed: still, an empty file (a kill in an
+    older version, a full disk) is never the token that every request must match."""
+    settings = load_settings({"DATA_DIR": str(data_dir)})
+    path = data_dir / "api-token"
+    path.write_text("")
+    path.chmod(0o600)
+
+    token = ensure_generated_token(settings)
+
+    assert len(token) >= 32
+    assert path.read_text().strip() == token
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in data_dir.iterdir()) == ["api-token"]  # no partial file left
+
+
 def test_token_refers_to_api_tokens_when_they_are_set(courier: Run) -> None:
     result = courier("token", API_TOKENS=TOKEN)
     assert result.returncode == 1
@@ -324,13 +340,17 @@ def test_api_mode_runs_gunicorn_in_the_entrypoint_process(data_dir: Path, tmp_pa
         # the second), and the metrics exporter forked before them.
         wait_until(lambda: len(children_of(process.pid)) == 3, 20, process, log)
         children = set(children_of(process.pid))
-        booted = {
-            int(str(line["event"]).split()[-1])
-            for line in parse_json_lines(log.read_text())
-            if "Booting worker" in str(line.get("event"))
-        }
-        assert len(booted) == 2
-        assert booted < children
+
+        def booted() -> set[int]:
+            return {
+                int(str(line["event"]).split()[-1])
+                for line in parse_json_lines(log.read_text())
+                if "Booting worker" in str(line.get("event"))
+            }
+
+        # Info lines are written in batches: they may reach the log a moment later.
+        wait_until(lambda: len(booted()) == 2, 5, process, log)
+        assert booted() < children
         tasks = requests.get(
             f"http://127.0.0.1:{port}/v1/tasks",
             headers={"Authorization": f"Bearer {TOKEN[:24]}"},

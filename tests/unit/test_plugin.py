@@ -38,7 +38,7 @@ def test_a_second_business_package_replaces_the_demo(data_dir: Path) -> None:
     client = testing.TestClient(create_app(settings, celery, plugin))
 
     catalog = client.simulate_get("/v1/tasks", headers=AUTH).json["tasks"]
-    assert [task["name"] for task in catalog] == ["tinyshop.price"]
+    assert [task["name"] for task in catalog] == ["tinyshop.price", "tinyshop.average"]
     assert catalog[0]["parameters"]["required"] == ["quantity", "unit_cents"]
     paths = client.simulate_get("/openapi.json").json["paths"]
     assert "/v1/tinyshop/restocks" in paths
@@ -115,3 +115,31 @@ def test_a_task_module_that_fails_to_import_is_refused(
     with pytest.raises(ConfigError) as caught:
         load_plugin("badshop:plugin", {})
     assert caught.value.problem == "a task module of badshop:plugin failed: RuntimeError: broken"
+
+
+def test_a_plugin_error_never_shows_a_secret_of_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin gets the whole environment; an error it raises may quote a URL or a token from
+    it. The one line courier prints shows none of them."""
+    (tmp_path / "leakyshop.py").write_text(
+        "import os\n"
+        "def create_plugin(environ):\n"
+        "    raise RuntimeError(\n"
+        "        f\"cannot reach {environ['SHOP_DATABASE_URL']} as {environ['API_TOKENS']}\"\n"
+        "    )\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    environ = {
+        "SHOP_DATABASE_URL": "postgresql://shop:pw-4711@db:5432/shop",
+        "API_TOKENS": "tok-aaaaaaaaaaaaaaaa,tok-bbbbbbbbbbbbbbbb",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_plugin("leakyshop:create_plugin", environ)
+    message = str(caught.value)
+    print(f"\n{message}")
+    assert (
+        message == "PLUGIN: leakyshop:create_plugin failed: RuntimeError: cannot reach *** as ***"
+    )
+    for secret in ("pw-4711", "tok-aaaaaaaaaaaaaaaa", "tok-bbbbbbbbbbbbbbbb"):
+        assert secret not in message

@@ -16,9 +16,9 @@ from falcon import testing
 from courier.api.app import create_app
 from courier.plugin import Plugin
 from courier.queue.app import CourierCelery, create_celery
-from courier.queue.trust import KIT_PERIODIC_TASKS
+from courier.queue.trust import BACKEND_CLEANUP
 from courier.tasks import task
-from tests.unit.conftest import AUTH, SettingsFactory, celery_for
+from tests.unit.conftest import AUTH, SettingsFactory, celery_for, dead_redis_url
 
 
 @task("unit.not_json", public=True)
@@ -52,8 +52,21 @@ def test_only_public_and_periodic_tasks_are_registered(demo: CourierCelery) -> N
         "demo.flaky",
         "demo.fail",
         "demo.heartbeat",
-    } | set(KIT_PERIODIC_TASKS)
+        BACKEND_CLEANUP,  # the embedded file backend's results expire only when it runs
+    }
     assert not {"celery.chord_unlock", "celery.chain", "celery.group"} & registered
+
+
+def test_celerys_result_cleanup_is_refused_where_beat_never_sends_it(
+    make_settings: SettingsFactory,
+) -> None:
+    """Redis expires results itself: a `celery.backend_cleanup` message is no job of ours."""
+    celery = celery_for(make_settings(MODE="worker", BROKER_URL=dead_redis_url()))
+    try:
+        assert BACKEND_CLEANUP not in set(celery.tasks)
+        assert "demo.heartbeat" in set(celery.tasks)
+    finally:
+        celery.close()
 
 
 @pytest.mark.parametrize(

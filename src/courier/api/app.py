@@ -11,7 +11,7 @@ import falcon.media
 
 from courier.api.errors import install_error_handling
 from courier.api.health import LivenessResource, ReadinessResource, VersionResource
-from courier.api.jobs import JobCollectionResource, JobResource, TaskCatalogResource
+from courier.api.jobs import JobCollectionResource, JobResource, TaskCatalogResource, Waiting
 from courier.api.middleware import (
     AccessLogMiddleware,
     BearerAuthMiddleware,
@@ -60,13 +60,14 @@ def create_app(settings: Settings, celery: CourierCelery, plugin: Plugin) -> fal
     routes.add("/readyz", ReadinessResource(dependencies))
     routes.add("/version", VersionResource())
     routes.add("/v1/tasks", TaskCatalogResource(celery.catalog))
+    waiting = Waiting(settings.prefer_wait_max if jobs.can_wait else 0.0, settings.web_threads)
     routes.add(
         "/v1/jobs",
         JobCollectionResource(
-            jobs, celery.catalog, celery.metrics, settings.max_body_bytes, settings.prefer_wait_max
+            jobs, celery.catalog, celery.metrics, settings.max_body_bytes, waiting
         ),
     )
-    routes.add("/v1/jobs/{job_id}", JobResource(jobs, settings.prefer_wait_max))
+    routes.add("/v1/jobs/{job_id}", JobResource(jobs, waiting))
     if plugin.add_routes is not None:
         plugin.add_routes(routes, celery)
     routes.add("/openapi.json", OpenApiResource(routes.resources))
@@ -81,5 +82,5 @@ def load_app() -> falcon.App[Any, Any]:
     from courier.queue.app import create_celery
 
     settings, plugin = boot_or_exit()
-    configure_logging(settings)
+    configure_logging(settings, batched=True)
     return create_app(settings, create_celery(settings, plugin), plugin)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import falcon
@@ -43,7 +45,9 @@ PREFER_PARAMETER: dict[str, Any] = {
     "required": False,
     "schema": {"type": "string"},
     "description": "`wait=N` (RFC 7240): wait up to N seconds (at most PREFER_WAIT_MAX) for the "
-    "job to finish; answered with `Preference-Applied` when waited.",
+    "job to finish; answered with `Preference-Applied` when waited (all but one of a process's "
+    "threads may wait at once; past that, and with a result backend other than Redis, the "
+    "answer comes at once).",
 }
 
 
@@ -85,16 +89,30 @@ _PREFER_WAIT = re.compile(
 )
 
 
-def preferred_wait(req: falcon.Request, limit: float) -> float:
-    """Seconds of `Prefer: wait=N` (RFC 7240), at most `limit`; 0 without one. A preference is
-    a hint: one that cannot be read is ignored, never an error."""
-    match = _PREFER_WAIT.search(req.get_header("Prefer") or "")
-    return min(float(match[1]), limit) if match else 0.0
+class Waiting:
+    """`Prefer: wait=N` (RFC 7240): how long a request may wait for its job, and how many may
+    wait at once. A waiting request holds a server thread, so one thread of each process is
+    always left for everything else (`/healthz` among them): past that, a request does not
+    wait. A preference is a hint: one that cannot be read, or honoured, is ignored."""
 
+    def __init__(self, limit: float, threads: int) -> None:
+        self._limit = limit
+        self._slots = threading.BoundedSemaphore(max(1, threads - 1))
+        self._enabled = limit > 0 and threads > 1
 
-def apply_wait(resp: falcon.Response, waited: float) -> None:
-    if waited > 0:
-        resp.set_header("Preference-Applied", f"wait={waited:g}")
+    @contextlib.contextmanager
+    def preferred(self, req: falcon.Request, resp: falcon.Response) -> Iterator[float]:
+        """The seconds this request may wait (0: none), and `Preference-Applied` when > 0."""
+        match = _PREFER_WAIT.search(req.get_header("Prefer") or "") if self._enabled else None
+        wait = min(float(match[1]), self._limit) if match else 0.0
+        if wait <= 0 or not self._slots.acquire(blocking=False):
+            yield 0.0
+            return
+        try:
+            resp.set_header("Preference-Applied", f"wait={wait:g}")
+            yield wait
+        finally:
+            self._slots.release()
 
 
 def unprocessable(detail: str, /, **errors: str) -> Problem:
@@ -133,14 +151,14 @@ class JobCollectionResource:
         catalog: Mapping[str, TaskDeclaration],
         metrics: Metrics,
         max_body_bytes: int,
-        max_wait: float,
+        waiting: Waiting,
     ) -> None:
         self._jobs = jobs
         self._catalog = catalog
         self._submitted = metrics.jobs_submitted
         self._refused = metrics.jobs_refused
         self._max_body_bytes = max_body_bytes
-        self._max_wait = max_wait if jobs.can_wait else 0.0
+        self._waiting = waiting
         self.openapi = {"post": self._post_operation()}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -150,15 +168,14 @@ class JobCollectionResource:
         except Problem:
             self._count_refusal(body)
             raise
-        wait = preferred_wait(req, self._max_wait)
         try:
-            status = self._jobs.submit(task.name, args, req.context.request_id, wait)
+            with self._waiting.preferred(req, resp) as wait:
+                status = self._jobs.submit(task.name, args, req.context.request_id, wait)
         except Unavailable as error:
             self._refused.labels(task.name, "unavailable").inc()
             raise unavailable(error) from error
         self._submitted.labels(task.name).inc()
         resp.location = f"/v1/jobs/{status.id}"
-        apply_wait(resp, wait)
         if status.finished:
             resp.media = status.as_dict()
             return
@@ -254,18 +271,20 @@ class JobResource:
         )
     }
 
-    def __init__(self, jobs: Jobs, max_wait: float) -> None:
+    def __init__(self, jobs: Jobs, waiting: Waiting) -> None:
         self._jobs = jobs
-        self._max_wait = max_wait if jobs.can_wait else 0.0
+        self._waiting = waiting
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         canonical = parse_job_id(job_id)
-        wait = preferred_wait(req, self._max_wait)
+        if canonical is None:
+            raise falcon.HTTPNotFound(title="Not Found", description="No job has that id.")
         try:
-            status = self._jobs.status(canonical, wait) if canonical else None
+            with self._waiting.preferred(req, resp) as wait:
+                status = self._jobs.status(canonical, wait)
         except Unavailable as error:
             raise unavailable(error) from error
         if status is None:
+            resp.delete_header("Preference-Applied")
             raise falcon.HTTPNotFound(title="Not Found", description="No job has that id.")
-        apply_wait(resp, wait)
         resp.media = status.as_dict()

@@ -24,11 +24,20 @@ def ensure_generated_token(settings: Settings) -> str:
     try:
         found = path.lstat()
     except FileNotFoundError:
-        value = secrets.token_urlsafe(32)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        with os.fdopen(os.open(path, flags, 0o600), "w", encoding="ascii") as handle:
-            handle.write(value + "\n")
-        return value
+        return _create(path)
     if not stat.S_ISREG(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
         raise ValueError(f"{path} is not a private file of this user")
-    return path.read_text(encoding="ascii").strip()
+    value = path.read_text(encoding="ascii").strip()
+    return value if value else _create(path)  # never trust an empty file
+
+
+def _create(path: Path) -> str:
+    """A new token, written whole under a private temporary name, then renamed into place: a
+    kill at any moment leaves either no token file or a complete one."""
+    value = secrets.token_urlsafe(32)
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    with os.fdopen(os.open(partial, flags, 0o600), "w", encoding="ascii") as handle:
+        handle.write(value + "\n")
+    os.replace(partial, path)
+    return value

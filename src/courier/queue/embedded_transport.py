@@ -6,20 +6,59 @@ kombu's own transport deletes a message file as soon as it hands the message to 
 crash then loses every job that was running. Here the file is moved into `unacked_folder`
 instead, and removed only when the job is acknowledged, rejected or put back; when the worker
 starts, `requeue_unacknowledged` puts whatever a dead worker left there back on the queue.
+
+A process can be killed at any moment, so no message file is ever seen half written: each is
+written under a temporary name and renamed into place. A file that cannot be read anyway (a
+damaged disk) is moved aside into `corrupt_folder` and logged, never retried in a crash loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
+import uuid
 from pathlib import Path
 from queue import Empty  # the standard library's: what kombu's channels raise
 from typing import Any
 
+from kombu.exceptions import ChannelError
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.json import dumps, loads
 
+from courier.logs import get_logger
+
 UNACKED_OPTION = "unacked_folder"
+CORRUPT_FOLDER = "broker-corrupt"  # beside the unacknowledged folder
+
+log = get_logger("courier.queue")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """`data` at `path`, all or nothing: written under a name no reader matches (a leading dot,
+    no `.msg`), then renamed into place."""
+    partial = path.with_name(f".{uuid.uuid4().hex}.partial")
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+
+
+def read_message(path: Path) -> Any:
+    """The message in `path`, or None after moving an unreadable file aside (logged)."""
+    try:
+        return loads(path.read_bytes())
+    except ValueError:
+        corrupt = path.parent.parent / CORRUPT_FOLDER
+        corrupt.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):
+            path.rename(corrupt / path.name)
+        log.error("moved aside an unreadable message file", file=path.name, folder=str(corrupt))
+        return None
 
 
 class Channel(filesystem.Channel):
@@ -31,6 +70,15 @@ class Channel(filesystem.Channel):
     def _unacked_folder(self) -> Path:
         return Path(self.transport_options[UNACKED_OPTION])
 
+    # kombu's two base classes disagree on the parameter's name: keep the filesystem one's.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """kombu's name for the file (ordered by time), written atomically."""
+        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        try:
+            write_atomically(Path(self.data_folder_out) / name, dumps(payload).encode())
+        except OSError as error:
+            raise ChannelError(f"Cannot add a message to {queue!r}") from error
+
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         wanted = f"{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
@@ -41,7 +89,9 @@ class Channel(filesystem.Channel):
                 os.rename(os.path.join(self.data_folder_in, name), kept)
             except OSError:
                 continue  # taken meanwhile
-            payload = loads(kept.read_bytes())
+            payload = read_message(kept)
+            if payload is None:
+                continue
             self._unacked_files[payload["properties"]["delivery_tag"]] = kept
             return payload
         raise Empty()
@@ -76,11 +126,15 @@ def requeue_unacknowledged(unacked_folder: Path, queue_folder: Path) -> int:
     count = 0
     for path in sorted(unacked_folder.glob("*.msg")):
         with contextlib.suppress(FileNotFoundError):
-            payload = loads(path.read_bytes())
+            payload = read_message(path)
+            if payload is None:
+                continue
             payload.setdefault("headers", {})["redelivered"] = True
             payload["properties"].setdefault("delivery_info", {})["redelivered"] = True
-            path.write_bytes(dumps(payload).encode())  # marked as Redis marks a restored one
-            path.rename(queue_folder / path.name)
+            # Marked as Redis marks a restored message; queued under the same name, so a kill
+            # before the unlink only queues it again, never twice.
+            write_atomically(queue_folder / path.name, dumps(payload).encode())
+            path.unlink()
             count += 1
     return count
 

@@ -17,9 +17,9 @@ from celery import Celery, Task
 
 from courier.tasks import PublicError, TaskDeclaration
 
-# Periodic tasks of the kit itself: beat cleans up results in backends that do not expire them
-# on their own (the embedded file backend).
-KIT_PERIODIC_TASKS: Final = frozenset({"celery.backend_cleanup"})
+# Celery's own periodic task: beat sends it only where results do not expire on their own (the
+# embedded file backend), and only there may a worker run it.
+BACKEND_CLEANUP: Final = "celery.backend_cleanup"
 _MAX_REPORTED = 10
 
 
@@ -51,11 +51,14 @@ def allowed_tasks(
 ) -> frozenset[str]:
     """The tasks a worker may run: the public ones and those beat sends."""
     periodic = {str(entry["task"]) for entry in periodic_jobs.values()}
-    return frozenset(catalog) | periodic | KIT_PERIODIC_TASKS
+    return frozenset(catalog) | periodic
 
 
 def keep_only(celery: Celery, allowed: Iterable[str]) -> None:
-    """Unregister every other task (Celery registers its own when the app is finalized)."""
+    """Unregister every other task (Celery registers its own when the app is finalized), and
+    Celery's result cleanup where beat never sends it."""
     names = set(allowed)
+    if not celery.backend.supports_autoexpire:
+        names.add(BACKEND_CLEANUP)
     for name in [name for name in celery.tasks if name not in names]:
         celery.tasks.unregister(name)

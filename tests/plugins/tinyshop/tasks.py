@@ -1,4 +1,5 @@
-"""tinyshop's tasks: pricing an order (public) and a periodic restock (private, sent by beat)."""
+"""tinyshop's tasks: pricing an order and the average price of items (public), and a periodic
+restock (private, sent by beat)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,15 @@ def price(
     """The total of an order, in cents."""
     total = quantity * unit_cents
     return total * 9 // 10 if coupon == "TENOFF" else total
+
+
+@task("tinyshop.average", public=True)
+def average(
+    total_cents: Annotated[int, Param("the items' total", minimum=0, maximum=10**9)],
+    items: Annotated[int, Param("how many items", minimum=0, maximum=1000)],
+) -> float:
+    """The average price of an item; of no items, not a number (which is not JSON)."""
+    return total_cents / items if items else float("nan")
 
 
 @task("tinyshop.restock", bind=True, ignore_result=True)
