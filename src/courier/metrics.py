@@ -2,9 +2,11 @@
 
 Each process of a container (gunicorn's workers, Celery's pool processes, beat) writes its
 values to files in one folder (the client's multiprocess mode: `PROMETHEUS_MULTIPROC_DIR`, set by
-the entrypoint to `DATA_DIR/metrics`, a tmpfs in the image); the process that serves
-`METRICS_PORT` sums them at scrape time, with the queue depth read from the broker then, within
-a bounded timeout. The names are a contract for dashboards and alerts: see the README.
+the entrypoint to a folder in memory); the process that serves `METRICS_PORT` sums them at scrape
+time, with the queue depth read from the broker then, within a bounded timeout. The files of
+processes that died are folded into one file per kind, so a long-lived container does not
+collect a file per replaced process. The names are a contract for dashboards and alerts: see the
+README.
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"  # set by the entrypoint, see exporter.py
+from courier.names import METRICS_DIR_ENV
+
 # Seconds: from a quick health probe to a job near the default hard limit.
 DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-QUEUED_AT_HEADER: Final = "courier_queued_at"
 
 
 class _Off:
@@ -116,8 +120,67 @@ class Metrics:
 
 def forget_process(pid: int) -> None:
     """A dead process's live gauges no longer count (its counters still do)."""
-    if os.environ.get(MULTIPROC_ENV):
+    if os.environ.get(METRICS_DIR_ENV):
         mark_process_dead(pid)
+
+
+def fold_dead_processes(folder: Path) -> int:
+    """Fold the metric files of processes no longer alive into one file per kind (and gauge
+    mode), so that files do not pile up as processes are replaced; the number of processes
+    folded. Scrapes give the same values before and after: counters, histograms and summing
+    gauges add up, max, min and most-recent gauges keep their extreme or latest value, and live
+    gauges (and per-process ones) of a dead process are dropped, as `mark_process_dead` does."""
+    folded: set[int] = set()
+    for path in sorted(folder.glob("*_*.db")):
+        kind, _, rest = path.stem.partition("_")
+        mode, _, pid_text = rest.rpartition("_")
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        merge = _MERGES.get(kind if kind != "gauge" else mode)
+        if merge is not None:
+            target = MmapedDict(str(folder / f"{kind}_{mode + '_' if mode else ''}dead.db"))
+            try:
+                for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(path)):
+                    target.write_value(key, *merge(target.read_value(key), (value, timestamp)))
+            finally:
+                target.close()
+        path.unlink()
+        folded.add(int(pid_text))
+    return len(folded)
+
+
+Sample = tuple[float, float]  # value, timestamp
+
+
+def _added(kept: Sample, new: Sample) -> Sample:
+    return kept[0] + new[0], max(kept[1], new[1])
+
+
+def _latest(kept: Sample, new: Sample) -> Sample:
+    return new if new[1] >= kept[1] else kept
+
+
+# How a dead process's samples join the folded file, by metric kind or gauge mode. A kind or
+# mode not here (`live*`, `all`: values of live processes, or labelled by pid) is dropped.
+_MERGES: Final[dict[str, Callable[[Sample, Sample], Sample]]] = {
+    "counter": _added,
+    "histogram": _added,
+    "summary": _added,
+    "sum": _added,
+    "max": lambda kept, new: max(kept, new),
+    "min": lambda kept, new: new if new[0] < kept[0] or kept == (0.0, 0.0) else kept,
+    "mostrecent": _latest,
+}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 QueueDepths = Callable[[], Iterator[tuple[str, int, float | None]]]
@@ -142,7 +205,10 @@ class QueueCollector:
         with contextlib.suppress(Exception):
             for queue, count, oldest in self._depths():
                 depth.add_metric([queue], count)
-                age.add_metric([queue], 0.0 if oldest is None else max(0.0, time.time() - oldest))
+                if count == 0:
+                    age.add_metric([queue], 0.0)
+                elif oldest is not None:  # a job queued by another producer carries no stamp
+                    age.add_metric([queue], max(0.0, time.time() - oldest))
         yield depth
         yield age
 
@@ -150,7 +216,7 @@ class QueueCollector:
 def exposition_registry(*collectors: Any) -> CollectorRegistry:
     """What a scrape answers: every process's values (multiprocess mode), and `collectors`."""
     registry = CollectorRegistry()
-    if os.environ.get(MULTIPROC_ENV):
+    if os.environ.get(METRICS_DIR_ENV):
         MultiProcessCollector(registry)
     for collector in collectors:
         registry.register(collector)

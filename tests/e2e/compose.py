@@ -135,7 +135,24 @@ class ComposeProject:
         """The services' JSON log lines (compose may prefix lines with terminal escapes)."""
         return parse_json_lines(ANSI_ESCAPE.sub("", self.logs(*services)))
 
+    def leftovers(self) -> list[str]:
+        """Containers and networks of this project that still exist, any profile's included."""
+        found = []
+        for kind in ("container", "network"):
+            listing = [
+                *("docker", kind, "ls", "--quiet"),
+                *("--all",) * (kind == "container"),
+                *("--filter", f"label=com.docker.compose.project={self.name}"),
+            ]
+            found += [f"{kind} {name}" for name in run(listing, self.env, 60).stdout.split()]
+        return found
+
     def down(self) -> subprocess.CompletedProcess[str]:
+        """Remove everything, the services of every profile included (`down` alone leaves a
+        profile's services running when the profile is not named)."""
         return self.run(
-            "down", "--volumes", "--remove-orphans", "--timeout", "10", timeout=180, check=False
+            *("--profile", "*"),
+            *("down", "--volumes", "--remove-orphans", "--timeout", "10"),
+            timeout=180,
+            check=False,
         )

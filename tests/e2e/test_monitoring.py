@@ -83,6 +83,7 @@ def monitoring(
         raise
     finally:
         project.down()
+        assert not project.leftovers(), "compose down left the monitoring profile running"
 
 
 def test_prometheus_scrapes_every_role_and_loads_the_rules(monitoring: Monitoring) -> None:
@@ -205,3 +206,17 @@ def test_a_job_whose_worker_process_is_killed_is_counted_as_redelivered(
         f"jobs redelivered, counted {counted:.1f}s after they were done"
     )
     assert total == len(pids)
+
+
+def test_flower_switches_the_workers_task_events_on(monitoring: Monitoring) -> None:
+    """Task events are off by default (TASK_EVENTS=false: they cost throughput); the profile's
+    Flower switches them on in every worker by remote control as it starts."""
+    project = monitoring.project
+
+    def switched_on() -> int:
+        lines = project.json_logs("worker")
+        return sum("enabled by remote" in str(line.get("event")) for line in lines)
+
+    wait_until(lambda: switched_on() >= WORKERS, 60, interval=1, what="events on in each worker")
+    assert project.run("ps", "--status", "running", "--services").stdout.split().count("flower")
+    print(f"\n[monitoring] Flower switched task events on in {switched_on()} worker(s)")

@@ -14,6 +14,7 @@ import pytest
 from courier.testing.containers import LOOPBACK, host_port, rabbitmq_container
 from tests.integration.processes import Courier
 from tests.integration.services import LABELS, REDIS_PASSWORD, RedisServer, container_name
+from tests.integration.test_redis_stack import scrape
 
 RABBITMQ_USER = "courier"
 RABBITMQ_PASSWORD = "S3cretPassw0rd"
@@ -62,6 +63,17 @@ def test_round_trip_through_rabbitmq_without_leaking_passwords(
     assert worker.wait_for_event("added", timeout=5, task_id=job_id)[0]["request_id"] == request_id
     beat.wait_for_event("holding the beat lock; sending periodic jobs", timeout=15)
     worker.wait_for_event("heartbeat", timeout=15)
+
+    # The queue depth, read from RabbitMQ by the API's exporter: jobs wait while no worker runs.
+    beat.stop()
+    worker.stop()
+    waiting = [client.submit_ok("demo.add", {"a": 1, "b": 1}) for _ in range(3)]
+    samples = scrape(api)
+    depth = samples['courier_queue_depth{queue="celery"}']
+    print(f"with no worker, {len(waiting)} jobs queued: the exporter reads a depth of {depth}")
+    assert depth == len(waiting)
+    # AMQP shows no message without taking it: no age, rather than a wrong one.
+    assert not any(name.startswith("courier_queue_oldest_age_seconds{") for name in samples)
 
     # Stop first: shutdown and error paths print too.
     courier.stop_all()

@@ -4,18 +4,22 @@ two gunicorn workers summed by the exporter of a real `python -m courier` API.""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
 from falcon import testing
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from courier.metrics import Metrics
+from courier.metrics import Metrics, fold_dead_processes
 from courier.queue.app import CourierCelery
 from courier.settings import Settings
 from courier.testing.logs import parse_json_lines
@@ -127,6 +131,11 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
+def metrics_dir_of(entrypoint_pid: int) -> Path:
+    """The metric files' folder of the entrypoint with this pid (in /dev/shm on Linux)."""
+    return Path(f"/dev/shm/courier-metrics-{entrypoint_pid}")
+
+
 def test_two_web_workers_are_summed_by_the_exporter(data_dir: Path, tmp_path: Path) -> None:
     port, metrics_port = free_port(), free_port()
     log = tmp_path / "api.log"
@@ -146,6 +155,8 @@ def test_two_web_workers_are_summed_by_the_exporter(data_dir: Path, tmp_path: Pa
         for _ in range(20):
             assert requests.get(healthz, timeout=5).status_code == 200
         # Every web worker killed: gunicorn starts new ones, and the dead ones' counts stay.
+        # Info lines are written in batches: wait for both workers' boot lines.
+        wait_until(lambda: len(web_workers(log)) == 2, 10, process, log)
         first = web_workers(log)
         for pid in first:
             with contextlib.suppress(ProcessLookupError):
@@ -156,16 +167,26 @@ def test_two_web_workers_are_summed_by_the_exporter(data_dir: Path, tmp_path: Pa
             assert requests.get(healthz, timeout=5).status_code == 200
         samples = scrape(metrics_port)
         counted = samples['courier_http_requests_total{method="GET",route="/healthz",status="200"}']
-        writers = {
-            path.name.rsplit("_", 1)[1] for path in (data_dir / "metrics").glob("counter_*.db")
-        }
+        # The dead workers' counts were folded into one file by the scrape; the two live
+        # workers have their own.
+        files = sorted(p.name for p in metrics_dir_of(process.pid).glob("counter_*.db"))
         print(
             f"\n40 requests, the web workers killed in between; the exporter counts "
-            f"{counted:.0f}, from {len(writers)} processes' files"
+            f"{counted:.0f}, from the counter files {files}"
         )
         assert counted >= 40  # the waits for a first answer count too
-        assert len(writers) >= 2, writers
         assert counted <= 40 + 5
+        assert "counter_dead.db" in files
+        assert not any(
+            name.removeprefix("counter_").removesuffix(".db") in {str(pid) for pid in first}
+            for name in files
+        )
+        assert (
+            scrape(metrics_port)[
+                'courier_http_requests_total{method="GET",route="/healthz",status="200"}'
+            ]
+            == counted
+        )  # a second scrape, after the folding: the same total
         assert any(name.startswith("courier_build_info{") for name in samples)
         # The broker (a dead Redis) is unreachable: the queue metrics are left out, not hung on.
         assert not any(name.startswith("courier_queue_depth{") for name in samples)
@@ -187,3 +208,115 @@ def test_metrics_port_zero_serves_none(data_dir: Path) -> None:
         check=False,
     )
     assert result.stdout.strip() == "None", result.stderr
+
+
+WRITER = """
+import os, sys
+from prometheus_client import Counter, Gauge, Histogram
+Counter("jobs", "", ["task"]).labels("add").inc(float(sys.argv[1]))
+Histogram("took_seconds", "", buckets=(1, 10)).observe(float(sys.argv[1]))
+Gauge("tick", "", multiprocess_mode="mostrecent").set(float(sys.argv[1]))
+Gauge("busy", "", multiprocess_mode="livesum").set(1)
+if sys.argv[2] == "stay":
+    print("ready", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_dead_processes_files_are_folded_without_changing_a_scrape(tmp_path: Path) -> None:
+    """Three processes write metrics and two of them die: their files become one per kind,
+    and the scrape's counters, histograms and latest gauge are what they were."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for amount in ("2", "5"):
+        subprocess.run([sys.executable, "-c", WRITER, amount, "exit"], env=env, check=True)
+    alive = subprocess.Popen(
+        [sys.executable, "-c", WRITER, "7", "stay"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert alive.stdout is not None
+        assert alive.stdout.readline() == "ready\n"
+
+        def scrape_folder() -> dict[str, float]:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
+            return {
+                f"{sample.name}{sorted(sample.labels.items())}": sample.value
+                for metric in registry.collect()
+                for sample in metric.samples
+            }
+
+        before = scrape_folder()
+        assert fold_dead_processes(tmp_path) == 2
+        after = scrape_folder()
+        files = sorted(path.name for path in tmp_path.iterdir())
+    finally:
+        alive.communicate("")
+    print(f"\nafter folding: {files}")
+    assert set(files) == {
+        "counter_dead.db",
+        f"counter_{alive.pid}.db",
+        f"gauge_livesum_{alive.pid}.db",
+        "gauge_mostrecent_dead.db",
+        f"gauge_mostrecent_{alive.pid}.db",
+        "histogram_dead.db",
+        f"histogram_{alive.pid}.db",
+    }
+    assert after["jobs_total[('task', 'add')]"] == before["jobs_total[('task', 'add')]"] == 14
+    assert after["took_seconds_sum[]"] == before["took_seconds_sum[]"] == 14
+    assert after["took_seconds_bucket[('le', '1.0')]"] == 0
+    assert after["took_seconds_bucket[('le', '10.0')]"] == 3
+    assert after["tick[]"] == before["tick[]"] == 7  # the latest set, by the live process
+    assert before["busy[]"] == 3
+    assert after["busy[]"] == 1  # only live processes are busy
+
+
+def test_idle_clients_cannot_hold_the_metrics_port(data_dir: Path) -> None:
+    """Idle connections do not stop a scrape, and a request the server refuses is a problem
+    document, as on the API's port."""
+    metrics_port = free_port()
+    env = clean_environ(
+        data_dir, MODE="beat", BROKER_URL=dead_redis_url(), METRICS_PORT=str(metrics_port)
+    )
+    code = (
+        "import sys, time\n"
+        "from courier.process.exporter import prepare_multiprocess_dir, start_exporter\n"
+        "from courier.settings import load_settings\n"
+        "settings = load_settings()\n"
+        "prepare_multiprocess_dir(settings.data_dir / 'metrics')\n"
+        "start_exporter(settings)\n"
+        "sys.stdin.read()\n"  # the exporter lives while its parent does
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE)
+    idle = []
+    try:
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        deadline = time.monotonic() + 20
+        while not answers(url):
+            assert time.monotonic() < deadline, "the exporter did not answer"
+            time.sleep(0.1)
+        for _ in range(3):
+            idle.append(socket.create_connection(("127.0.0.1", metrics_port)))
+        idle[-1].sendall(b"GET /metr")  # half a request line, never finished
+        began = time.monotonic()
+        assert requests.get(url, timeout=5).status_code == 200
+        print(f"\na scrape beside 3 idle connections took {time.monotonic() - began:.3f}s")
+
+        with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as bad:
+            # One byte over the longest request line, and nothing more: the server reads all
+            # of it, so its close is clean (unread bytes would turn it into a reset).
+            bad.sendall(b"GET /" + b"x" * (65_537 - 5))
+            answer = b""
+            while chunk := bad.recv(65536):
+                answer += chunk
+        head, _, body = answer.decode().partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.0 414"), head
+        assert "Content-Type: application/problem+json" in head
+        assert json.loads(body)["status"] == 414
+    finally:
+        for connection in idle:
+            connection.close()
+        parent.communicate(b"")

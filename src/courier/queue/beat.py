@@ -64,7 +64,8 @@ class LockedScheduler(PersistentScheduler):
             metrics.beat_lock_held.set(1)  # unlocked (embedded): this beat sends
             return float(super().tick(*args, **kwargs))
         claim = self._claim()
-        metrics.beat_lock_held.set(1 if claim is Claim.HOLDING else 0)
+        # Through a Redis blip the holder keeps its claim (it sends again once Redis answers).
+        metrics.beat_lock_held.set(1 if self._holding else 0)
         if claim is Claim.STANDBY:
             self._hold_back_entries()
         if claim is not Claim.HOLDING:
