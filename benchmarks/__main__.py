@@ -69,11 +69,14 @@ class Plan:
     concurrency: int = 4
     jobs: int = 2000
     round_trips: int = 200
+    rounds: int = 3
     builds: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-QUICK = Plan(starts=2, requests=300, concurrency=4, jobs=200, round_trips=30, builds=False)
+QUICK = Plan(
+    starts=2, requests=300, concurrency=4, jobs=200, round_trips=30, rounds=1, builds=False
+)
 
 
 # -- containers ------------------------------------------------------------------------------------
@@ -168,26 +171,31 @@ def answers(url: str) -> bool:
 
 RSS_SCRIPT = r"""
 import os
-total = 0
+rss = pss = 0
 for pid in filter(str.isdigit, os.listdir("/proc")):
     if int(pid) == os.getpid():
         continue
     try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Rss:"):
+                rss += int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss += int(line.split()[1])
     except OSError:
         pass
-print(total)
+print(rss, pss)
 """
 
 
-def rss_mb(container: Container) -> float:
-    """Resident memory of every process of the container (this probe's own excluded), in MB."""
+def rss_mb(container: Container) -> str:
+    """Memory of every process of the container (this probe's own excluded), in MB: resident
+    (pages shared by forked processes counted in each) and proportional (shared pages split
+    between them: what the container really holds)."""
     code, output = container.exec_run([VENV_PYTHON, "-c", RSS_SCRIPT])
     if code != 0:
         raise RuntimeError(output.decode(errors="replace"))
-    return int(output.decode().strip()) / 1024
+    rss, pss = (int(value) / 1024 for value in output.decode().split())
+    return f"{rss:.1f} | {pss:.1f}"
 
 
 # -- load --------------------------------------------------------------------------------------
@@ -198,13 +206,26 @@ class Load:
     requests_per_second: float
     p50_ms: float
     errors: int
+    cpu_us: float = float("nan")  # CPU time of the server's container per request
+
+
+def cpu_ns(container: Container) -> int:
+    """CPU time every process of the container used so far (the engine's count), in ns."""
+    stats: dict[str, Any] = container.stats(stream=False, one_shot=True)
+    return int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
 
 
 def hey(
-    url: str, plan: Plan, method: str = "GET", body: str | None = None, token: bool = False
+    url: str,
+    plan: Plan,
+    method: str = "GET",
+    body: str | None = None,
+    token: bool = False,
+    server: Container | None = None,
 ) -> Load:
     """`hey` against `url`: `plan.requests` requests, `plan.concurrency` at a time, 120 s at
-    most."""
+    most; with `server`, the CPU time its container used per request."""
+    before = cpu_ns(server) if server is not None else 0
     argv = ["hey", "-n", str(plan.requests), "-c", str(plan.concurrency), "-m", method, "-t", "10"]
     if body is not None:
         argv += ["-T", "application/json", "-d", body]
@@ -217,7 +238,8 @@ def hey(
     p50 = re.search(r"50%+ in ([\d.]+) secs", output)
     statuses = {int(s): int(n) for s, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", output)}
     good = sum(n for s, n in statuses.items() if 200 <= s < 300)
-    return Load(rate, float(p50[1]) * 1000 if p50 else float("nan"), plan.requests - good)
+    cpu = (cpu_ns(server) - before) / 1000 / plan.requests if server is not None else float("nan")
+    return Load(rate, float(p50[1]) * 1000 if p50 else float("nan"), plan.requests - good, cpu)
 
 
 # -- measures ----------------------------------------------------------------------------------
@@ -231,14 +253,19 @@ def api_env() -> dict[str, str]:
     }
 
 
-def hello(lab: Lab) -> Container:
+def hello(lab: Lab, app: str = "hello:app") -> Container:
     """The baseline server: gunicorn with the API's very options (worker class and count,
-    threads, timeouts, ...: `gunicorn.conf.py`, written by `server_settings`), serving hello."""
+    threads, timeouts, ...: `gunicorn.conf.py`, written by `server_settings`), serving hello
+    (or another baseline app)."""
     return lab.run(
-        name="hello",
+        name=app.partition(":")[0],
         entrypoint=[VENV_PYTHON, "-m", "gunicorn"],
-        command=["--config", "/bench-config/gunicorn.conf.py", "hello:app"],
-        environment={"PYTHONPATH": "/bench"},
+        command=["--config", "/bench-config/gunicorn.conf.py", app],
+        environment={
+            "PYTHONPATH": "/bench",
+            "BROKER_URL": "redis://redis:6379/0",
+            "RESULT_BACKEND": "redis://redis:6379/1",
+        },
         volumes={
             str(BASELINES): {"bind": "/bench", "mode": "ro"},
             lab.scratch: {"bind": "/bench-config", "mode": "ro"},
@@ -259,7 +286,39 @@ def start_seconds(lab: Lab, start: Callable[[], Container]) -> float:
     return seconds
 
 
-def measure_api(lab: Lab, plan: Plan, rows: list[Row], memory: dict[str, float]) -> None:
+def side_by_side(plan: Plan, *loads: Callable[[], Load]) -> list[Load]:
+    """Each load `plan.rounds` times, interleaved (all see the same machine); their medians."""
+    runs: list[list[Load]] = [[] for _ in loads]
+    for _ in range(plan.rounds):
+        for results, load in zip(runs, loads, strict=True):
+            results.append(load())
+    return [
+        Load(
+            statistics.median(r.requests_per_second for r in results),
+            statistics.median(r.p50_ms for r in results),
+            sum(r.errors for r in results),
+            statistics.median(r.cpu_us for r in results),
+        )
+        for results in runs
+    ]
+
+
+def http_row(measure: str, ours: Load, theirs: Load, target: str, baseline: str) -> Row:
+    """req/s side by side; the notes give each side's CPU time per request (the ratio of those
+    is steadier than that of req/s on a shared machine) and errors."""
+    return Row(
+        measure,
+        ours.requests_per_second,
+        theirs.requests_per_second,
+        "req/s",
+        target,
+        baseline,
+        notes=f"CPU/request {ours.cpu_us:.0f} vs {theirs.cpu_us:.0f} µs, "
+        f"errors {ours.errors}/{theirs.errors}",
+    )
+
+
+def measure_api(lab: Lab, plan: Plan, rows: list[Row], memory: dict[str, str]) -> None:
     server_settings(lab)
     starts_courier, starts_hello = [], []
     for _ in range(plan.starts):  # interleaved: both see the same machine
@@ -281,56 +340,50 @@ def measure_api(lab: Lab, plan: Plan, rows: list[Row], memory: dict[str, float])
     api = lab.courier("api", api_env(), publish=True)
     base = f"http://{LOOPBACK}:{host_port(api)}"
     wait_until(lambda: answers(f"{base}/readyz"), 60, "api ready")
+    time.sleep(1)  # every web worker booted (the first answers before the others exist)
     memory["api idle"] = rss_mb(api)
     bare = hello(lab)
     bare_url = f"http://{LOOPBACK}:{host_port(bare)}/healthz"
     wait_until(lambda: answers(bare_url), 60, "hello ready")
+    time.sleep(1)
     memory["hello idle"] = rss_mb(bare)
+    submitter = hello(lab, "submit:app")
+    submit_url = f"http://{LOOPBACK}:{host_port(submitter)}/v1/jobs"
+    wait_until(lambda: answers(f"http://{LOOPBACK}:{host_port(submitter)}/healthz"), 60, "submit")
+    without_metrics = lab.courier("api", {**api_env(), "METRICS_PORT": "0"}, publish=True)
+    without_base = f"http://{LOOPBACK}:{host_port(without_metrics)}"
+    wait_until(lambda: answers(f"{without_base}/readyz"), 60, "api without metrics ready")
 
-    ours, theirs = hey(f"{base}/healthz", plan), hey(bare_url, plan)
-    rows.append(
-        Row(
-            "GET /healthz req/s",
-            ours.requests_per_second,
-            theirs.requests_per_second,
-            "req/s",
-            "≥ 0.90",
-            "same hello",
-            notes=f"errors {ours.errors}/{theirs.errors}",
-        )
+    ours, theirs, without = side_by_side(
+        plan,
+        lambda: hey(f"{base}/healthz", plan, server=api),
+        lambda: hey(bare_url, plan, server=bare),
+        lambda: hey(f"{without_base}/healthz", plan, server=without_metrics),
     )
+    rows.append(http_row("GET /healthz req/s", ours, theirs, "≥ 0.90", "same hello"))
     body = json.dumps({"task": "demo.add", "args": {"a": 1, "b": 2}})
-    submitted = hey(f"{base}/v1/jobs", plan, "POST", body, token=True)
+    submitted, hello_post, bare_submit = side_by_side(
+        plan,
+        lambda: hey(f"{base}/v1/jobs", plan, "POST", body, token=True, server=api),
+        lambda: hey(bare_url, plan, "POST", body, server=bare),
+        lambda: hey(submit_url, plan, "POST", body, server=submitter),
+    )
     memory["api loaded"] = rss_mb(api)
-    theirs = hey(bare_url, plan, "POST", body)
+    rows.append(http_row("POST /v1/jobs req/s", submitted, hello_post, "≥ 0.50", "same hello"))
     rows.append(
-        Row(
-            "POST /v1/jobs req/s",
-            submitted.requests_per_second,
-            theirs.requests_per_second,
-            "req/s",
-            "≥ 0.50",
-            "same hello",
-            notes=f"errors {submitted.errors}",
+        http_row(
+            "POST /v1/jobs req/s, vs Celery's own send_task",
+            submitted,
+            bare_submit,
+            "",
+            "WSGI app calling send_task",
         )
     )
-    lab.remove(bare)
-    # What metrics cost per request: the same API without them.
-    bare_api = lab.courier("api", {**api_env(), "METRICS_PORT": "0"}, publish=True)
-    bare_base = f"http://{LOOPBACK}:{host_port(bare_api)}"
-    wait_until(lambda: answers(f"{bare_base}/readyz"), 60, "api without metrics ready")
-    without = hey(f"{bare_base}/healthz", plan)
     rows.append(
-        Row(
-            "GET /healthz req/s, metrics on vs off",
-            ours.requests_per_second,
-            without.requests_per_second,
-            "req/s",
-            "~ 1.0",
-            "METRICS_PORT=0",
-        )
+        http_row("GET /healthz req/s, metrics on vs off", ours, without, "~ 1.0", "METRICS_PORT=0")
     )
-    lab.remove(bare_api)
+    for container in (bare, submitter, without_metrics):
+        lab.remove(container)
     plan.extra["api"] = api
     plan.extra["base"] = base
 
@@ -385,9 +438,9 @@ def queue_jobs(redis_port: int, count: int) -> None:
 
 def drain_seconds(
     lab: Lab, redis: Container, start: Callable[[], Container], count: int
-) -> tuple[float, float]:
+) -> tuple[float, str]:
     """Queue `count` jobs, start a worker, and time from its first taken job to the last stored
-    result; (jobs per second, its memory while draining in MB)."""
+    result; (jobs per second, its memory once it drained them, read after the timing)."""
     import redis as redis_client
 
     port = host_port(redis, 6379)
@@ -400,20 +453,18 @@ def drain_seconds(
         lambda: broker.llen("celery") < count, 120, "the worker taking a job", interval=0.002
     )
     began = time.monotonic()
-    loaded = 0.0
     while results.dbsize() < count:
-        if not loaded and results.dbsize() > count // 2:
-            loaded = rss_mb(worker)
         if time.monotonic() - began > 600:
             raise TimeoutError("drain not finished in 600 s")
         time.sleep(0.01)
     seconds = time.monotonic() - began
+    loaded = rss_mb(worker)
     lab.remove(worker)
     return count / seconds, loaded
 
 
 def measure_worker(
-    lab: Lab, plan: Plan, rows: list[Row], memory: dict[str, float], redis: Container
+    lab: Lab, plan: Plan, rows: list[Row], memory: dict[str, str], redis: Container
 ) -> None:
     env = {
         "MODE": "worker",
@@ -421,61 +472,76 @@ def measure_worker(
         "RESULT_BACKEND": "redis://redis:6379/1",
         "WORKER_CONCURRENCY": "2",
     }
-    ours, memory["worker loaded"] = drain_seconds(
-        lab, redis, lambda: lab.courier("worker", env), plan.jobs
-    )
-    bare_env = {
-        "BROKER_URL": "redis://redis:6379/0",
-        "RESULT_BACKEND": "redis://redis:6379/1",
-        "PYTHONPATH": "/bench",
-    }
-    theirs, memory["bare worker loaded"] = drain_seconds(
-        lab,
-        redis,
-        lambda: lab.run(
+
+    def bare(delivery: str) -> Callable[[], Container]:
+        return lambda: lab.run(
             name="bare-worker",
-            entrypoint=[
-                VENV_PYTHON,
-                "-m",
-                "celery",
-                "--app",
-                "bare_celery",
-                "worker",
-                "--concurrency",
-                "2",
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "WARNING",
-            ],
-            environment=bare_env,
+            entrypoint=[VENV_PYTHON, "-m", "celery", "--app", "bare_celery", "worker"],
+            command=["--concurrency", "2", "--without-mingle", "--without-gossip"],
+            environment={
+                "BROKER_URL": "redis://redis:6379/0",
+                "RESULT_BACKEND": "redis://redis:6379/1",
+                "PYTHONPATH": "/bench",
+                "BARE_DELIVERY": delivery,
+            },
             volumes={str(BASELINES): {"bind": "/bench", "mode": "ro"}},
-        ),
-        plan.jobs,
-    )
-    rows.append(
-        Row(
-            f"worker drain, {plan.jobs} demo.add, 2 processes",
-            ours,
-            theirs,
-            "jobs/s",
-            "≥ 1.0",
-            "default Celery app, same queue",
         )
-    )
-    # What metrics and task events cost per task: the same drain without, and with, them.
-    without, _ = drain_seconds(
-        lab, redis, lambda: lab.courier("worker", {**env, "METRICS_PORT": "0"}), plan.jobs
-    )
-    rows.append(
-        Row("worker drain, metrics on vs off", ours, without, "jobs/s", "~ 1.0", "METRICS_PORT=0")
-    )
-    events, _ = drain_seconds(
-        lab, redis, lambda: lab.courier("worker", {**env, "TASK_EVENTS": "true"}), plan.jobs
-    )
-    rows.append(
-        Row("worker drain, task events on vs off", events, ours, "jobs/s", "", "TASK_EVENTS=false")
-    )
+
+    def courier(**extra: str) -> Callable[[], Container]:
+        return lambda: lab.courier("worker", {**env, **extra})
+
+    starters = {
+        "courier": courier(),
+        "bare": bare("default"),
+        "bare, courier's delivery": bare("courier"),
+        "metrics off": courier(METRICS_PORT="0"),
+        "events on": courier(TASK_EVENTS="true"),
+        "warning": courier(LOG_LEVEL="WARNING"),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in starters}
+    for _ in range(plan.rounds):  # interleaved: all see the same machine
+        for name, start in starters.items():
+            jobs_per_second, loaded = drain_seconds(lab, redis, start, plan.jobs)
+            rates[name].append(jobs_per_second)
+            if name in ("courier", "bare"):
+                memory[f"{'worker' if name == 'courier' else 'bare worker'} loaded"] = loaded
+    rate = {name: statistics.median(values) for name, values in rates.items()}
+    drain = f"worker drain, {plan.jobs} demo.add, 2 processes"
+    rows += [
+        Row(drain, rate["courier"], rate["bare"], "jobs/s", "≥ 1.0", "default Celery app"),
+        Row(
+            f"{drain}, same delivery settings",
+            rate["courier"],
+            rate["bare, courier's delivery"],
+            "jobs/s",
+            "",
+            "Celery app with acks late, prefetch 1, STARTED",
+        ),
+        Row(
+            "worker drain, metrics on vs off",
+            rate["courier"],
+            rate["metrics off"],
+            "jobs/s",
+            "~ 1.0",
+            "METRICS_PORT=0",
+        ),
+        Row(
+            "worker drain, task events on vs off",
+            rate["events on"],
+            rate["courier"],
+            "jobs/s",
+            "",
+            "TASK_EVENTS=false",
+        ),
+        Row(
+            "worker drain, LOG_LEVEL=INFO vs WARNING",
+            rate["courier"],
+            rate["warning"],
+            "jobs/s",
+            "",
+            "WARNING (Celery's default level)",
+        ),
+    ]
     idle = lab.courier("worker", env)
     time.sleep(3)
     memory["worker idle"] = rss_mb(idle)
@@ -519,7 +585,7 @@ def measure_round_trips(plan: Plan, rows: list[Row]) -> None:
         )
 
 
-def measure_all_mode(lab: Lab, memory: dict[str, float]) -> None:
+def measure_all_mode(lab: Lab, memory: dict[str, str]) -> None:
     combined = lab.courier("all", {}, publish=True)
     port = host_port(combined)
     wait_until(lambda: answers(f"http://{LOOPBACK}:{port}/readyz"), 90, "MODE=all ready")
@@ -585,7 +651,7 @@ def measure_size(lab: Lab, rows: list[Row]) -> None:
 # -- report ------------------------------------------------------------------------------------
 
 
-def table(rows: list[Row], memory: dict[str, float]) -> str:
+def table(rows: list[Row], memory: dict[str, str]) -> str:
     lines = ["| measure | courier | bare baseline | ratio | target |", "|---|---|---|---|---|"]
     for row in rows:
         ours = f"{row.courier:.4g} {row.unit}" if row.courier is not None else "-"
@@ -596,9 +662,9 @@ def table(rows: list[Row], memory: dict[str, float]) -> str:
             f"| {row.measure}{notes} | {ours} | {theirs} | {ratio} | {row.target or '-'} |"
         )
     lines.append("")
-    lines.append("| memory (RSS, all processes of the container) | MB |")
-    lines.append("|---|---|")
-    lines += [f"| {name} | {value:.1f} |" for name, value in memory.items()]
+    lines.append("| memory, all processes of the container | RSS, MB | PSS, MB |")
+    lines.append("|---|---|---|")
+    lines += [f"| {name} | {value} |" for name, value in memory.items()]
     return "\n".join(lines)
 
 
@@ -610,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = Plan(**asdict(QUICK)) if args.quick else Plan()
     rows: list[Row] = []
-    memory: dict[str, float] = {}
+    memory: dict[str, str] = {}
     lab = Lab(args.image)
     began = time.monotonic()
     try:

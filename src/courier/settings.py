@@ -11,6 +11,7 @@ in the real environment wins. Nothing else outside the standard library is impor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -437,6 +438,14 @@ class Settings:
         "json",
         "`json` (one object per line) or `console` (for local work).",
     )
+    log_flush_interval: float = setting(
+        "LOG_FLUSH_INTERVAL",
+        Number(0, 5),
+        0.1,
+        "Seconds an info or debug line may wait to be written together with the lines after it "
+        "(0: each line at once). Warnings and errors are always written at once; a process "
+        "killed with SIGKILL loses at most this much of its info lines (see [Logs](#logs)).",
+    )
     web_concurrency: int = setting("WEB_CONCURRENCY", Integer(1, 64), 2, "API worker processes.")
     worker_concurrency: int = setting(
         "WORKER_CONCURRENCY", Integer(1, 256), 2, "Celery worker processes per container."
@@ -616,6 +625,22 @@ def settings_from(env: Mapping[str, str]) -> Settings:
     settings = load(Settings, env)
     _check(settings, env)
     return settings
+
+
+def redact(text: str, environ: Mapping[str, str]) -> str:
+    """`text` with anything from the environment that may be a secret replaced by `***`: every
+    value of 8 characters or more, each comma-separated part of one (tokens), and every password
+    inside a URL. For messages made by code that saw the environment (a plugin's errors)."""
+    found: set[str] = set()
+    for value in environ.values():
+        found.update(part.strip() for part in (value, *value.split(",")) if len(part.strip()) >= 8)
+        with contextlib.suppress(ValueError):
+            password = urlsplit(value).password
+            if password and len(password) >= 3:
+                found.add(password)
+    for secret in sorted(found, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def setting_variables(*classes: type) -> frozenset[str]:

@@ -4,6 +4,7 @@ a job's round trip with its request id, retries, and beat's periodic heartbeat.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 import requests
 
+from courier.testing.containers import LOOPBACK
 from tests.integration.processes import ApiClient, Courier, CourierProcess
 from tests.integration.services import RedisServer
 
@@ -225,3 +228,46 @@ def test_the_worker_counts_its_tasks_by_state_and_beat_its_ticks(stack: Stack) -
     beat = scrape(stack.beat)
     assert time.time() - beat["courier_beat_last_tick_timestamp_seconds"] < 30
     assert beat["courier_beat_lock_held"] == 1
+
+
+@pytest.mark.timeout(90)
+def test_waiting_requests_share_one_subscription_per_web_process(
+    stack: Stack, redis_server: RedisServer
+) -> None:
+    """Twelve requests wait at once, two of them for the same job: every web process waits over
+    one subscriber connection, and each process keeps a thread free (at most 3 of its 4
+    threads wait; the others answer at once)."""
+    admin = redis.Redis(host=LOOPBACK, port=redis_server.port, password=redis_server.password)
+    shared = post(stack, "demo.sleep", {"seconds": 0.3}, None).headers["Location"]
+    answers: list[requests.Response] = []
+    subscribers: list[int] = []
+
+    def wait_for(index: int) -> None:
+        if index < 2:  # the same job, twice
+            answers.append(stack.client.request("GET", shared, headers={"Prefer": "wait=5"}))
+        else:
+            answers.append(post(stack, "demo.sleep", {"seconds": 0.3}, "wait=5"))
+
+    threads = [threading.Thread(target=wait_for, args=(index,)) for index in range(12)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        # Result subscriptions are channels; the worker's remote control (kombu's fanout) is
+        # a pattern subscription of its own.
+        clients = admin.client_list(_type="pubsub")
+        subscribers.append(sum(int(client["psub"]) == 0 for client in clients))
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    admin.close()
+
+    waited = [answer for answer in answers if "Preference-Applied" in answer.headers]
+    print(
+        f"\n12 waiting requests: {len(waited)} waited, {len(answers) - len(waited)} answered at "
+        f"once; subscriber connections at most {max(subscribers)}"
+    )
+    assert all(answer.status_code == 200 for answer in waited)
+    assert all(answer.json()["state"] == "SUCCESS" for answer in waited)
+    assert all(answer.status_code in (200, 202) for answer in answers)
+    assert 2 <= len(waited) <= 2 * 3  # two web processes, three waiting threads each
+    assert max(subscribers) <= 2  # one per web process, whatever the number of waits

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from courier import logs
 from courier.logs import configure_logging, get_logger
-from tests.unit.conftest import AUTH, ClientFactory, SettingsFactory
+from tests.unit.conftest import AUTH, ClientFactory, SettingsFactory, dead_redis_url
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -25,14 +31,14 @@ def test_one_json_access_line_per_request(
     client = make_client()
     capsys.readouterr()
 
-    client.simulate_get("/healthz", headers={"X-Request-ID": "access-log-req-1"})
+    client.simulate_get("/version", headers={"X-Request-ID": "access-log-req-1"})
 
     (line,) = json_lines(capsys.readouterr().out)
     assert line["event"] == "request"
     assert line["logger"] == "courier.access"
     assert line["level"] == "info"
     assert line["method"] == "GET"
-    assert line["path"] == "/healthz"
+    assert line["path"] == "/version"
     assert line["status"] == 200
     assert isinstance(line["duration_ms"], float | int)
     assert 0 <= line["duration_ms"] < 5000
@@ -63,6 +69,22 @@ def test_access_line_of_a_failed_request_has_its_status_and_generated_id(
     assert [line["request_id"] for line in lines] == [
         result.headers["x-request-id"] for result in results
     ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_health_probes_are_logged_only_when_they_fail(
+    make_settings: SettingsFactory, make_client: ClientFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(make_settings())
+    healthy, sick = make_client(), make_client(BROKER_URL=dead_redis_url())
+    capsys.readouterr()
+
+    assert healthy.simulate_get("/healthz").status_code == 200
+    assert healthy.simulate_get("/readyz").status_code == 200
+    assert sick.simulate_get("/readyz").status_code == 503
+
+    access = [line for line in json_lines(capsys.readouterr().out) if line["event"] == "request"]
+    assert [(line["path"], line["status"]) for line in access] == [("/readyz", 503)]
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -121,12 +143,86 @@ def test_console_format(
     client = make_client()
     capsys.readouterr()
 
-    client.simulate_get("/healthz", headers={"X-Request-ID": "console-req-01"})
+    client.simulate_get("/version", headers={"X-Request-ID": "console-req-01"})
 
     out = capsys.readouterr().out
     (line,) = out.splitlines()
     assert not line.startswith("{")
     assert "request" in line
-    for field in ("method=GET", "path=/healthz", "status=200", "request_id=console-req-01"):
+    for field in ("method=GET", "path=/version", "status=200", "request_id=console-req-01"):
         assert field in line
     assert "duration_ms=" in line
+
+
+class _Writes:
+    """A stdout that records each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None: ...
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_batched_info_lines_go_out_together_and_warnings_at_once(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdout = _Writes()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    configure_logging(make_settings(), batched=True)
+    log = get_logger("courier.test")
+
+    for number in range(3):
+        log.info("line", number=number)
+    assert stdout.writes == []  # waiting for more lines
+    deadline = time.monotonic() + 20 * 0.1  # LOG_FLUSH_INTERVAL's default
+    while not stdout.writes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (batch,) = stdout.writes
+    assert [line["number"] for line in json_lines(batch)] == [0, 1, 2]
+
+    log.info("before the warning")
+    log.warning("at once")
+    logging.getLogger("celery.worker").error("at once too")
+    assert [[line["event"] for line in json_lines(text)] for text in stdout.writes[1:]] == [
+        ["before the warning", "at once"],
+        ["at once too"],
+    ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_forked_child_never_repeats_its_parents_waiting_lines(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with (tmp_path / "out").open("a", encoding="utf-8") as out:
+        monkeypatch.setattr(sys, "stdout", out)
+        configure_logging(make_settings(), batched=True)
+        log = get_logger("courier.test")
+        log.info("parent, before the fork")
+        pid = os.fork()
+        if pid == 0:  # the child: ends without atexit, as pool processes do
+            log.info("child")
+            logs.flush()
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        log.info("parent, after the fork")
+        logs.flush()
+    events = [line["event"] for line in json_lines((tmp_path / "out").read_text())]
+    assert events == ["parent, before the fork", "child", "parent, after the fork"]
+
+
+def test_a_batched_process_writes_its_last_lines_at_exit(tmp_path: Path) -> None:
+    code = (
+        "from courier.logs import configure_logging, get_logger\n"
+        "from courier.settings import load_settings\n"
+        f"configure_logging(load_settings({{'DATA_DIR': {str(tmp_path)!r}}}), batched=True)\n"
+        "get_logger('courier.test').info('last words')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert [line["event"] for line in json_lines(result.stdout)] == ["last words"]

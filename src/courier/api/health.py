@@ -18,6 +18,8 @@ class LivenessResource:
     """The process answers HTTP. No broker call: a broker outage must not restart the API."""
 
     auth_required = False
+    # Probed every few seconds by orchestrators and load balancers: a success is not logged.
+    log_success = False
     openapi: ClassVar[Operations] = {
         "get": operation(
             "The API process is alive",
@@ -34,6 +36,7 @@ class ReadinessResource:
     failed and why (each change of state is logged once, by `Dependencies`)."""
 
     auth_required = False
+    log_success = False
     openapi: ClassVar[Operations] = {
         "get": operation(
             "Broker and result backend answer",

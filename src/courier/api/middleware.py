@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import falcon
@@ -25,7 +25,7 @@ class RequestIdMiddleware:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         offered = req.get_header(REQUEST_ID_HEADER) or ""
-        request_id = offered if _VALID_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request_id = offered if _VALID_REQUEST_ID.match(offered) else os.urandom(16).hex()
         req.context.request_id = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -38,7 +38,8 @@ class RequestIdMiddleware:
 
 
 class AccessLogMiddleware:
-    """One line per request: method, path, status, duration (and the bound request id)."""
+    """One line per request: method, path, status, duration (and the bound request id). A
+    resource with `log_success = False` (the health probes) is logged only when it fails."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -46,6 +47,8 @@ class AccessLogMiddleware:
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
+        if resp.status_code < 400 and not getattr(resource, "log_success", True):
+            return
         duration_ms = (time.perf_counter() - req.context.started) * 1000
         access_log.info(
             "request",
@@ -66,6 +69,8 @@ class MetricsMiddleware:
     def __init__(self, metrics: Metrics) -> None:
         self._requests = metrics.http_requests
         self._duration = metrics.http_duration
+        # The labelled series, found once each (a handful: routes x methods x statuses).
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.metrics_started = time.perf_counter()
@@ -73,12 +78,20 @@ class MetricsMiddleware:
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
-        route = req.uri_template or "(unmatched)"
-        method = req.method if req.method in _METHODS else "OTHER"
-        self._requests.labels(route, method, str(resp.status_code)).inc()
-        self._duration.labels(route, method).observe(
-            time.perf_counter() - req.context.metrics_started
-        )
+        took = time.perf_counter() - req.context.metrics_started
+        key = (req.uri_template or "(unmatched)", req.method, resp.status_code)
+        series = self._series.get(key)
+        if series is None:
+            route, method = key[0], req.method if req.method in _METHODS else "OTHER"
+            series = (
+                self._requests.labels(route, method, str(resp.status_code)),
+                self._duration.labels(route, method),
+            )
+            if req.method in _METHODS:  # never a key per made-up method
+                self._series[key] = series
+        requests, duration = series
+        requests.inc()
+        duration.observe(took)
 
 
 class BearerAuthMiddleware:

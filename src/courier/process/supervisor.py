@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from types import FrameType
 
-from courier import exitcodes
+from courier import exitcodes, logs
 from courier.logs import get_logger
 
 log = get_logger("courier.supervisor")
@@ -76,6 +76,7 @@ def _fork(role: Role) -> int:
     except BaseException:
         log.exception("a role failed")
     finally:
+        logs.flush()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

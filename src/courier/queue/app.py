@@ -15,9 +15,9 @@ from celery.exceptions import CPendingDeprecationWarning
 from kombu.serialization import register
 from kombu.utils import json
 
-from courier import liveness
-from courier.metrics import QUEUED_AT_HEADER, Metrics
-from courier.names import REQUEST_ID_HEADER
+from courier import liveness, logs
+from courier.metrics import Metrics
+from courier.names import QUEUED_AT_HEADER, REQUEST_ID_HEADER
 from courier.plugin import Plugin
 from courier.queue import embedded_transport, redis_backend, redis_transport, task_metrics
 from courier.queue.trust import DeclaredTask, allowed_tasks, keep_only
@@ -135,6 +135,8 @@ def celery_config(settings: Settings, plugin: Plugin) -> dict[str, Any]:
         "broker_use_ssl": redis_tls_options(settings.broker_url),
         "redis_backend_use_ssl": redis_tls_options(settings.result_backend),
         "broker_connection_timeout": settings.broker_connect_timeout,
+        # A producer for every API thread: a thread never waits, unbounded, for another's.
+        "broker_pool_limit": max(10, settings.web_threads),
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
@@ -199,7 +201,7 @@ def load_celery() -> CourierCelery:
     from courier.logs import configure_logging
 
     settings, plugin = boot_or_exit()
-    configure_logging(settings)
+    configure_logging(settings, batched=True)
     return create_celery(settings, plugin)
 
 
@@ -248,6 +250,8 @@ def _install_process_hooks() -> None:
     signals.task_prerun.connect(_bind_task_context, dispatch_uid="courier.task_context")
     signals.task_postrun.connect(_clear_task_context, dispatch_uid="courier.task_context_clear")
     signals.before_task_publish.connect(_stamp_queued_at, dispatch_uid="courier.queued_at")
+    # A pool process ends with os._exit: its last log lines are written out first.
+    signals.worker_process_shutdown.connect(_flush_logs, dispatch_uid="courier.flush_logs")
     task_metrics.connect()
 
 
@@ -273,6 +277,10 @@ def _bind_task_context(task_id: str, task: Any, **_: Any) -> None:
 
 def _clear_task_context(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
+
+
+def _flush_logs(**_: Any) -> None:
+    logs.flush()
 
 
 def _stamp_queued_at(headers: dict[str, Any], **_: Any) -> None:

@@ -5,7 +5,7 @@ it queued (in the result backend, expiring with the results) and answers 404 for
 
 Both can wait for the job to finish (`Prefer: wait=N`): with a Redis result backend, through the
 result channel Celery publishes each state on (subscribed before the job is queued, so nothing
-is missed), never by polling.
+is missed), never by polling: see `courier.queue.results`.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from celery.backends.redis import RedisBackend
 from celery.states import READY_STATES
 
 from courier.names import REQUEST_ID_HEADER, backend_key
 from courier.queue.dependencies import BROKER, RESULT_BACKEND, Dependencies
+from courier.queue.redis_backend import RedisBackend
+from courier.queue.results import ResultChannel
 from courier.tasks import PublicError
 
 
@@ -62,6 +63,9 @@ class Jobs:
     def __init__(self, celery: Celery, dependencies: Dependencies) -> None:
         self._celery = celery
         self._dependencies = dependencies
+        # One subscriber per process, shared by every waiting request (see ResultChannel).
+        backend = celery.backend
+        self._results = ResultChannel(backend) if isinstance(backend, RedisBackend) else None
 
     @property
     def can_wait(self) -> bool:
@@ -76,8 +80,7 @@ class Jobs:
         could not be queued is never read: nobody got its id. It expires.)"""
         job_id = str(uuid.uuid4())
         record = json.dumps({"task": task, "submitted_at": time.time()})
-        backend = self._celery.backend
-        self._dependencies.call(RESULT_BACKEND, lambda: backend.set(_record_key(job_id), record))
+        self._dependencies.call(RESULT_BACKEND, lambda: self._store_record(job_id, record))
         with self._watch(job_id, wait) as watch:
             self._dependencies.call(
                 BROKER,
@@ -93,7 +96,7 @@ class Jobs:
                     kwargsrepr=json.dumps(args)[:1024],
                 ),
             )
-            meta = watch.finished()
+            meta = watch(lambda: self._celery.backend.get_task_meta(job_id))
         if meta is None:
             return JobStatus(job_id, task, "PENDING")
         return _status(job_id, task, meta)
@@ -101,74 +104,51 @@ class Jobs:
     def status(self, job_id: str, wait: float = 0.0) -> JobStatus | None:
         """The job's state, or None for an id never submitted; when it has not finished, wait
         up to `wait` seconds for it to."""
-        raw = self._dependencies.call(
-            RESULT_BACKEND, lambda: self._celery.backend.get(_record_key(job_id))
-        )
-        if raw is None:
-            return None
-        task = json.loads(raw)["task"]
+        if wait <= 0 or not self.can_wait:
+            raw, meta = self._dependencies.call(RESULT_BACKEND, lambda: self._read(job_id))
+            return None if raw is None else _status(job_id, _task_of(raw), meta)
         with self._watch(job_id, wait) as watch:
             # One read of state and result together: never a state paired with another's result.
-            meta = self._dependencies.call(
-                RESULT_BACKEND, lambda: self._celery.backend.get_task_meta(job_id)
-            )
+            raw, meta = self._dependencies.call(RESULT_BACKEND, lambda: self._read(job_id))
+            if raw is None:
+                return None
             if meta["status"] not in READY_STATES:
-                meta = watch.finished() or meta
-        return _status(job_id, task, meta)
+                meta = watch(lambda: self._celery.backend.get_task_meta(job_id)) or meta
+        return _status(job_id, _task_of(raw), meta)
+
+    def _store_record(self, job_id: str, record: str) -> None:
+        backend = self._celery.backend
+        if isinstance(backend, RedisBackend):
+            backend.set_record(_record_key(job_id), record)
+        else:
+            backend.set(_record_key(job_id), record)
+
+    def _read(self, job_id: str) -> tuple[Any, dict[str, Any]]:
+        """The job's record (None for an id never submitted) and its meta."""
+        backend = self._celery.backend
+        if isinstance(backend, RedisBackend):
+            return backend.get_record_and_meta(_record_key(job_id), job_id)
+        raw = backend.get(_record_key(job_id))
+        return raw, (backend.get_task_meta(job_id) if raw is not None else {})
 
     @contextlib.contextmanager
-    def _watch(self, job_id: str, wait: float) -> Iterator[_Watch]:
-        if wait <= 0 or not self.can_wait:
-            yield _Watch(None, job_id, 0.0)
+    def _watch(
+        self, job_id: str, wait: float
+    ) -> Iterator[Callable[[Callable[[], Any]], dict[str, Any] | None]]:
+        """Subscribed to the job's results for the block; the yielded function waits (until
+        `wait` seconds from now) and returns the job's final meta, or None. It takes the read
+        of the stored meta to make once subscribed."""
+        if wait <= 0 or self._results is None:
+            yield lambda stored: None
             return
-        backend = self._celery.backend
-        pubsub = self._dependencies.call(
-            RESULT_BACKEND,
-            lambda: _subscribed(backend.client.pubsub(), backend.get_key_for_task(job_id)),
-        )
-        try:
-            yield _Watch(pubsub, job_id, time.monotonic() + wait, backend)
-        finally:
-            with contextlib.suppress(Exception):
-                pubsub.close()
+        deadline = time.monotonic() + wait
+        with self._results.watching(job_id) as finished:
+            yield lambda stored: finished(deadline, stored)
 
 
-def _subscribed(pubsub: Any, channel: bytes) -> Any:
-    pubsub.subscribe(channel)  # sent now; its confirmation is read while waiting
-    return pubsub
-
-
-class _Watch:
-    """A subscription to one job's result channel, until a deadline."""
-
-    def __init__(self, pubsub: Any, job_id: str, deadline: float, backend: Any = None) -> None:
-        self._pubsub = pubsub
-        self._job_id = job_id
-        self._deadline = deadline
-        self._backend = backend
-
-    def finished(self) -> dict[str, Any] | None:
-        """The job's final meta once it is published, or None at the deadline. Right after the
-        subscription is confirmed the stored state is read once: a job that finished before
-        that published its result to no one."""
-        if self._pubsub is None:
-            return None
-        try:
-            while (left := self._deadline - time.monotonic()) > 0:
-                message = self._pubsub.get_message(timeout=left)
-                if message is None:
-                    continue
-                if message["type"] == "subscribe":
-                    meta = self._backend.get_task_meta(self._job_id)
-                elif message["type"] == "message":
-                    meta = self._backend.decode_result(message["data"])
-                else:
-                    continue
-                if meta["status"] in READY_STATES:
-                    return dict(meta)
-        except Exception:  # noqa: S110 - a wait that fails is a wait that timed out
-            pass
-        return None
+def _task_of(record: Any) -> str:
+    task: str = json.loads(record)["task"]
+    return task
 
 
 def _status(job_id: str, task: str, meta: dict[str, Any]) -> JobStatus:

@@ -1,16 +1,22 @@
-"""Celery's Redis result backend, without a subscription per submitted job.
+"""Celery's Redis result backend, without a subscription per submitted job, and with plain
+reads and writes for courier's own records.
 
 Celery's backend subscribes to a job's result channel as soon as the job is sent, in case the
 sender waits for it. The API never waits through Celery's result consumer (`Prefer: wait`
 subscribes for itself), so those subscriptions cost a Redis round trip per submission and, left
 undrained, piled up on the connection. Waiting with `AsyncResult.get()` still works: it
 subscribes when it starts waiting.
+
+Celery's `set` writes a key in a transaction with a publish on its channel, which only results
+need (the waiting requests listen there); a record is one plain `SET`, and a record is read with
+its job's result in one `MGET`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from celery import states
 from celery.app.backends import BACKEND_ALIASES
 from celery.backends import redis as celery_redis
 
@@ -18,6 +24,18 @@ from celery.backends import redis as celery_redis
 class RedisBackend(celery_redis.RedisBackend):
     def on_task_call(self, producer: Any, task_id: str) -> None:
         """Nothing: no subscription until someone waits for the result."""
+
+    def set_record(self, key: bytes, value: str) -> None:
+        """One `SET`, expiring with the results."""
+        self.client.set(key, value, ex=self.expires)
+
+    def get_record_and_meta(self, key: bytes, task_id: str) -> tuple[Any, dict[str, Any]]:
+        """A record and the meta of the job `task_id` (PENDING when it has none), in one round
+        trip."""
+        record, meta = self.client.mget(key, self.get_key_for_task(task_id))
+        if not meta:
+            return record, {"status": states.PENDING, "result": None}
+        return record, dict(self.decode_result(meta))
 
 
 def install() -> None:
