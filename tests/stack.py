@@ -65,7 +65,8 @@ class Stack(CourierStack):
         self, mode: str | None, env: dict[str, str] | None = None, **kwargs: Any
     ) -> CourierContainer:
         """A hardened courier role, started without waiting (the tests wait for what they
-        measure); `kwargs` as for `add_courier`."""
+        measure); `kwargs` as for `add_courier`. (Its log lines are written one by one, as
+        `courier.testing` does: fault tests count the lines of the processes they kill.)"""
         return self.add_courier(mode, env, wait=False, **kwargs)
 
     def api_client(self, container: CourierContainer) -> ApiClient:

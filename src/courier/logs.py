@@ -15,6 +15,7 @@ its last `LOG_FLUSH_INTERVAL` of info lines, never a warning.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import logging.config
 import os
@@ -28,6 +29,10 @@ import structlog
 from courier.settings import Settings
 
 _BATCH_LIMIT: Final = 64 * 1024  # characters: a fuller batch is written at once
+# Bytes per write: the processes of a container share one pipe, and POSIX keeps a write of at
+# most PIPE_BUF (4096 on Linux) whole. A batch goes out in writes of whole lines up to this
+# size, so no process's line is ever cut by another's (a longer line is written on its own).
+_WRITE_LIMIT: Final = 4096
 
 
 class _Output:
@@ -46,7 +51,8 @@ class _Output:
 
     def _reset(self) -> None:
         # In a forked child too: its parent's lock may have been held, its flusher is gone.
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler that logs may interrupt a write of the same thread.
+        self._lock = threading.RLock()
         self._pending: list[str] = []
         self._size = 0
         self._wake = threading.Event()
@@ -71,11 +77,21 @@ class _Output:
             self._write_pending()
 
     def _write_pending(self) -> None:
-        if not self._pending:
-            return
-        text = "\n".join(self._pending) + "\n"
-        self._pending.clear()
-        self._size = 0
+        lines, self._pending, self._size = self._pending, [], 0
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            length = len(line.encode("utf-8", "surrogateescape")) + 1
+            if chunk and size + length > _WRITE_LIMIT:
+                self._write("".join(chunk))
+                chunk, size = [], 0
+            chunk.append(line + "\n")
+            size += length
+        if chunk:
+            self._write("".join(chunk))
+
+    @staticmethod
+    def _write(text: str) -> None:
         try:
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -87,7 +103,8 @@ class _Output:
             self._wake.wait()
             self._wake.clear()
             time.sleep(self.interval)
-            self.flush()
+            with contextlib.suppress(Exception):  # the flusher never dies
+                self.flush()
 
     def _before_fork(self) -> None:
         self._lock.acquire()

@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from courier.settings import ConfigError, redact
+from courier.redaction import redact
+from courier.settings import ConfigError
 from courier.tasks import TaskDeclaration, declared_in, public_catalog
 
 if TYPE_CHECKING:
@@ -74,8 +75,8 @@ def load_plugin(reference: str, environ: Mapping[str, str]) -> Plugin:
     if not isinstance(target, Plugin) and callable(target):
         try:
             target = target(environ)
-        except ConfigError:
-            raise
+        except ConfigError as error:  # the plugin's own settings, which it may have quoted
+            raise ConfigError(error.variable, redact(error.problem, environ)) from None
         except Exception as error:
             raise ConfigError("PLUGIN", f"{reference} failed: {_reason(error)}") from None
     if not isinstance(target, Plugin):

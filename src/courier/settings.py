@@ -11,7 +11,6 @@ in the real environment wins. Nothing else outside the standard library is impor
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -625,22 +624,6 @@ def settings_from(env: Mapping[str, str]) -> Settings:
     settings = load(Settings, env)
     _check(settings, env)
     return settings
-
-
-def redact(text: str, environ: Mapping[str, str]) -> str:
-    """`text` with anything from the environment that may be a secret replaced by `***`: every
-    value of 8 characters or more, each comma-separated part of one (tokens), and every password
-    inside a URL. For messages made by code that saw the environment (a plugin's errors)."""
-    found: set[str] = set()
-    for value in environ.values():
-        found.update(part.strip() for part in (value, *value.split(",")) if len(part.strip()) >= 8)
-        with contextlib.suppress(ValueError):
-            password = urlsplit(value).password
-            if password and len(password) >= 3:
-                found.add(password)
-    for secret in sorted(found, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 def setting_variables(*classes: type) -> frozenset[str]:

@@ -303,6 +303,8 @@ class Courier:
             "API_TOKENS": API_TOKEN,
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
+            # Line by line: these tests read a log the moment a job's state says it ran.
+            "LOG_FLUSH_INTERVAL": "0",
             "BROKER_CONNECT_TIMEOUT": "1",
             "WEB_CONCURRENCY": "2",
             "WORKER_CONCURRENCY": "2",

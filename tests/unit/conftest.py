@@ -13,6 +13,7 @@ import pytest
 import structlog
 from falcon import testing
 
+from courier import logs
 from courier.api.app import create_app
 from courier.demo.settings import DemoSettings
 from courier.plugin import Plugin, load_plugin
@@ -109,10 +110,13 @@ def dead_client(make_client: ClientFactory) -> testing.TestClient:
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    """Undo `configure_logging`: its handler writes to a stream that capsys closes."""
+    """Undo `configure_logging`: its handler writes to a stream that capsys closes, and its
+    batching would hold the next tests' lines."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
+    logs.flush()
+    logs._output.interval = 0.0  # line by line again, as for a process that runs no role
     for handler in list(root.handlers):
         if handler not in handlers:
             root.removeHandler(handler)

@@ -26,6 +26,9 @@ def test_the_api_fails_fast(data_dir: Path) -> None:
 
 def test_a_worker_waits_out_a_broker_restart(data_dir: Path) -> None:
     celery = celery_for(load_settings({"DATA_DIR": str(data_dir), "BROKER_URL": REDIS}))
+    # Celery's worker finalizes the app (registering its tasks) before it sends celeryd_init:
+    # nothing may build the result backend then, or it keeps the API's impatient settings.
+    celery.finalize()
     # What `celery worker` sends before it builds anything (the backend included).
     signals.celeryd_init.send(sender="worker@test", instance=None, conf=celery.conf, options={})
     assert celery.conf.task_publish_retry_policy == PATIENT_RETRY_POLICY
@@ -44,3 +47,23 @@ def test_redis_brokers_keep_running_jobs_on_a_lost_connection(data_dir: Path) ->
     assert redis.conf.worker_cancel_long_running_tasks_on_connection_loss is False
     assert amqp.conf.worker_cancel_long_running_tasks_on_connection_loss is True
     assert redis.conf.worker_deduplicate_successful_tasks is True
+
+
+def test_rabbitmq_calls_are_bounded_in_the_api_and_not_in_a_worker(data_dir: Path) -> None:
+    """A hung RabbitMQ fails the API's publish or readiness probe within BROKER_TIMEOUT; a
+    worker's consumer, which waits on an idle connection for its next job, has no such bound."""
+    environ = {
+        "DATA_DIR": str(data_dir),
+        "BROKER_URL": "amqp://rabbit//",
+        "RESULT_BACKEND": REDIS,
+        "BROKER_TIMEOUT": "2.5",
+    }
+    api = celery_for(load_settings(environ))
+    assert api.conf.broker_transport_options == {"read_timeout": 2.5, "write_timeout": 2.5}
+    with api.connection_for_write() as connection:
+        # kombu hands transport options to py-amqp's connection as they are.
+        assert connection.transport_options["read_timeout"] == 2.5
+
+    worker = celery_for(load_settings(environ))
+    signals.celeryd_init.send(sender="worker@test", instance=None, conf=worker.conf, options={})
+    assert worker.conf.broker_transport_options == {}

@@ -105,6 +105,7 @@ def test_an_unreadable_message_file_is_moved_aside_never_a_crash(
     dead = connection(folders)
     assert take(dead).payload == "first"
     (folders["unacked"] / "0_damaged.jobs.msg").write_bytes(b"")  # empty: killed mid-write
+    (folders["unacked"] / "0_shapeless.jobs.msg").write_bytes(b"[1, 2]")  # JSON, no message
     (folders["queue"] / "1_damaged.jobs.msg").write_bytes(b'{"body": "trunc')
 
     assert requeue_unacknowledged(folders["unacked"], folders["queue"]) == 1
@@ -116,6 +117,7 @@ def test_an_unreadable_message_file_is_moved_aside_never_a_crash(
     corrupt = folders["unacked"].parent / embedded_transport.CORRUPT_FOLDER
     assert sorted(p.name for p in corrupt.iterdir()) == [
         "0_damaged.jobs.msg",
+        "0_shapeless.jobs.msg",
         "1_damaged.jobs.msg",
     ]
     assert list(folders["queue"].glob("*")) == []

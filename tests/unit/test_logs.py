@@ -173,25 +173,60 @@ def test_batched_info_lines_go_out_together_and_warnings_at_once(
 ) -> None:
     stdout = _Writes()
     monkeypatch.setattr(sys, "stdout", stdout)
-    configure_logging(make_settings(), batched=True)
+    configure_logging(make_settings(LOG_FLUSH_INTERVAL="5"), batched=True)
     log = get_logger("courier.test")
 
     for number in range(3):
         log.info("line", number=number)
-    assert stdout.writes == []  # waiting for more lines
-    deadline = time.monotonic() + 20 * 0.1  # LOG_FLUSH_INTERVAL's default
-    while not stdout.writes and time.monotonic() < deadline:
-        time.sleep(0.01)
-    (batch,) = stdout.writes
-    assert [line["number"] for line in json_lines(batch)] == [0, 1, 2]
-
-    log.info("before the warning")
+    assert stdout.writes == []  # waiting for more lines (five seconds at most)
     log.warning("at once")
     logging.getLogger("celery.worker").error("at once too")
-    assert [[line["event"] for line in json_lines(text)] for text in stdout.writes[1:]] == [
-        ["before the warning", "at once"],
+    assert [[line["event"] for line in json_lines(text)] for text in stdout.writes] == [
+        ["line", "line", "line", "at once"],
         ["at once too"],
     ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_waiting_line_is_written_within_the_flush_interval(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdout = _Writes()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    configure_logging(make_settings(LOG_FLUSH_INTERVAL="0.05"), batched=True)
+    began = time.monotonic()
+    get_logger("courier.test").info("alone")
+    while not stdout.writes and time.monotonic() - began < 10:
+        time.sleep(0.01)
+    took = time.monotonic() - began
+    monkeypatch.undo()  # print to the real stdout again
+    print(f"\nan info line alone was written {took:.3f}s later")
+    assert [line["event"] for line in json_lines("".join(stdout.writes))] == ["alone"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_batch_goes_out_in_writes_no_pipe_splits(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The processes of a container share one pipe: a write of at most 4096 bytes is never
+    interleaved with another process's, so a batch is cut into such writes, at line ends."""
+    stdout = _Writes()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    configure_logging(make_settings(LOG_FLUSH_INTERVAL="5"), batched=True)
+    log = get_logger("courier.test")
+    for number in range(300):
+        log.info("line", number=number, padding="é" * 40)
+    log.info("long", padding="x" * 6000)  # longer than a write: on its own
+    logs.flush()
+
+    sizes = [len(text.encode()) for text in stdout.writes]
+    monkeypatch.undo()
+    print(f"\n301 lines in {len(sizes)} writes of {min(sizes)} to {max(sizes)} bytes")
+    assert all(text.endswith("\n") for text in stdout.writes)
+    assert max(sizes[:-1]) <= 4096
+    assert sizes[-1] > 6000
+    lines = json_lines("".join(stdout.writes))
+    assert [line.get("number") for line in lines[:-1]] == list(range(300))
 
 
 @pytest.mark.usefixtures("restore_logging")

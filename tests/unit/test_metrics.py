@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from courier.metrics import Metrics, fold_dead_processes
+from courier.process.exporter import CLIENT_TIMEOUT, MAX_CONNECTIONS
 from courier.queue.app import CourierCelery
 from courier.settings import Settings
 from courier.testing.logs import parse_json_lines
@@ -131,9 +132,12 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
-def metrics_dir_of(entrypoint_pid: int) -> Path:
-    """The metric files' folder of the entrypoint with this pid (in /dev/shm on Linux)."""
-    return Path(f"/dev/shm/courier-metrics-{entrypoint_pid}")
+def metrics_dir_of(pids: set[int]) -> Path:
+    """The metric files' folder (in /dev/shm, named at random) where these processes write."""
+    for folder in Path("/dev/shm").glob("courier-metrics-*"):
+        if any((folder / f"counter_{pid}.db").exists() for pid in pids):
+            return folder
+    raise AssertionError(f"no metric files of {pids}")
 
 
 def test_two_web_workers_are_summed_by_the_exporter(data_dir: Path, tmp_path: Path) -> None:
@@ -169,18 +173,15 @@ def test_two_web_workers_are_summed_by_the_exporter(data_dir: Path, tmp_path: Pa
         counted = samples['courier_http_requests_total{method="GET",route="/healthz",status="200"}']
         # The dead workers' counts were folded into one file by the scrape; the two live
         # workers have their own.
-        files = sorted(p.name for p in metrics_dir_of(process.pid).glob("counter_*.db"))
+        files = sorted(p.name for p in metrics_dir_of(web_workers(log) - first).glob("*.db"))
         print(
             f"\n40 requests, the web workers killed in between; the exporter counts "
-            f"{counted:.0f}, from the counter files {files}"
+            f"{counted:.0f}, from the metric files {files}"
         )
         assert counted >= 40  # the waits for a first answer count too
         assert counted <= 40 + 5
         assert "counter_dead.db" in files
-        assert not any(
-            name.removeprefix("counter_").removesuffix(".db") in {str(pid) for pid in first}
-            for name in files
-        )
+        assert not [name for name in files for pid in first if f"_{pid}.db" in name], files
         assert (
             scrape(metrics_port)[
                 'courier_http_requests_total{method="GET",route="/healthz",status="200"}'
@@ -286,7 +287,7 @@ def test_idle_clients_cannot_hold_the_metrics_port(data_dir: Path) -> None:
         "from courier.process.exporter import prepare_multiprocess_dir, start_exporter\n"
         "from courier.settings import load_settings\n"
         "settings = load_settings()\n"
-        "prepare_multiprocess_dir(settings.data_dir / 'metrics')\n"
+        "prepare_multiprocess_dir(settings)\n"
         "start_exporter(settings)\n"
         "sys.stdin.read()\n"  # the exporter lives while its parent does
     )
@@ -316,6 +317,29 @@ def test_idle_clients_cannot_hold_the_metrics_port(data_dir: Path) -> None:
         assert head.startswith("HTTP/1.0 414"), head
         assert "Content-Type: application/problem+json" in head
         assert json.loads(body)["status"] == 414
+
+        # As many slow clients as the exporter serves at once, each sending a byte every half
+        # second: each is closed when its time is up (not only when it falls silent), and
+        # scrapes are answered again.
+        for connection in idle:
+            connection.close()
+        slow = [
+            socket.create_connection(("127.0.0.1", metrics_port)) for _ in range(MAX_CONNECTIONS)
+        ]
+        began = time.monotonic()
+        served = None
+        while served is None and time.monotonic() - began < CLIENT_TIMEOUT + 10:
+            for connection in slow:
+                with contextlib.suppress(OSError):
+                    connection.send(b"G")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(url, timeout=1).status_code == 200:
+                    served = time.monotonic() - began
+            time.sleep(0.5)
+        print(f"{MAX_CONNECTIONS} byte-a-second clients: a scrape answered after {served}s")
+        assert served is not None, "slow clients held the exporter"
+        for connection in slow:
+            connection.close()
     finally:
         for connection in idle:
             connection.close()

@@ -121,25 +121,31 @@ def test_a_plugin_error_never_shows_a_secret_of_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A plugin gets the whole environment; an error it raises may quote a URL or a token from
-    it. The one line courier prints shows none of them."""
+    it. The one line courier prints shows neither a password nor a token, its own settings'
+    errors included."""
     (tmp_path / "leakyshop.py").write_text(
-        "import os\n"
+        "from courier.settings import ConfigError\n"
         "def create_plugin(environ):\n"
+        "    if environ.get('SHOP_STRICT'):\n"
+        "        raise ConfigError('SHOP_API_KEY', f\"{environ['SHOP_API_KEY']} is revoked\")\n"
         "    raise RuntimeError(\n"
         "        f\"cannot reach {environ['SHOP_DATABASE_URL']} as {environ['API_TOKENS']}\"\n"
         "    )\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     environ = {
-        "SHOP_DATABASE_URL": "postgresql://shop:pw-4711@db:5432/shop",
+        "SHOP_DATABASE_URL": "postgresql://shop:pw%2F4711@db:5432/shop",
         "API_TOKENS": "tok-aaaaaaaaaaaaaaaa,tok-bbbbbbbbbbbbbbbb",
+        "SHOP_API_KEY": "k-123456",
     }
     with pytest.raises(ConfigError) as caught:
         load_plugin("leakyshop:create_plugin", environ)
     message = str(caught.value)
-    print(f"\n{message}")
-    assert (
-        message == "PLUGIN: leakyshop:create_plugin failed: RuntimeError: cannot reach *** as ***"
-    )
-    for secret in ("pw-4711", "tok-aaaaaaaaaaaaaaaa", "tok-bbbbbbbbbbbbbbbb"):
+    with pytest.raises(ConfigError) as own:
+        load_plugin("leakyshop:create_plugin", {**environ, "SHOP_STRICT": "1"})
+    print(f"\n{message}\n{own.value}")
+    expected = "cannot reach postgresql://shop:***@db:5432/shop as ***"
+    assert message == f"PLUGIN: leakyshop:create_plugin failed: RuntimeError: {expected}"
+    assert str(own.value) == "SHOP_API_KEY: *** is revoked"
+    for secret in ("pw%2F4711", "pw/4711", "tok-aaaaaaaaaaaaaaaa", "tok-bbbbbbbbbbbbbbbb"):
         assert secret not in message

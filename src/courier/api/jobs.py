@@ -101,18 +101,23 @@ class Waiting:
         self._enabled = limit > 0 and threads > 1
 
     @contextlib.contextmanager
-    def preferred(self, req: falcon.Request, resp: falcon.Response) -> Iterator[float]:
-        """The seconds this request may wait (0: none), and `Preference-Applied` when > 0."""
+    def preferred(self, req: falcon.Request) -> Iterator[float]:
+        """The seconds this request may wait (0: none), for the block."""
         match = _PREFER_WAIT.search(req.get_header("Prefer") or "") if self._enabled else None
         wait = min(float(match[1]), self._limit) if match else 0.0
         if wait <= 0 or not self._slots.acquire(blocking=False):
             yield 0.0
             return
         try:
-            resp.set_header("Preference-Applied", f"wait={wait:g}")
             yield wait
         finally:
             self._slots.release()
+
+
+def apply_wait(resp: falcon.Response, waited: float) -> None:
+    """`Preference-Applied` on an answer given after waiting (never on an error)."""
+    if waited > 0:
+        resp.set_header("Preference-Applied", f"wait={waited:g}")
 
 
 def unprocessable(detail: str, /, **errors: str) -> Problem:
@@ -169,12 +174,13 @@ class JobCollectionResource:
             self._count_refusal(body)
             raise
         try:
-            with self._waiting.preferred(req, resp) as wait:
+            with self._waiting.preferred(req) as wait:
                 status = self._jobs.submit(task.name, args, req.context.request_id, wait)
         except Unavailable as error:
             self._refused.labels(task.name, "unavailable").inc()
             raise unavailable(error) from error
         self._submitted.labels(task.name).inc()
+        apply_wait(resp, wait)
         resp.location = f"/v1/jobs/{status.id}"
         if status.finished:
             resp.media = status.as_dict()
@@ -280,11 +286,11 @@ class JobResource:
         if canonical is None:
             raise falcon.HTTPNotFound(title="Not Found", description="No job has that id.")
         try:
-            with self._waiting.preferred(req, resp) as wait:
+            with self._waiting.preferred(req) as wait:
                 status = self._jobs.status(canonical, wait)
         except Unavailable as error:
             raise unavailable(error) from error
         if status is None:
-            resp.delete_header("Preference-Applied")
             raise falcon.HTTPNotFound(title="Not Found", description="No job has that id.")
+        apply_wait(resp, wait)
         resp.media = status.as_dict()

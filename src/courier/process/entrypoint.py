@@ -90,12 +90,12 @@ def run() -> int:
         settings = settings_from(os.environ)
     except ConfigError as error:
         return report(error)
-    from courier.process.exporter import metrics_dir, prepare_multiprocess_dir, start_exporter
+    from courier.process.exporter import prepare_multiprocess_dir, start_exporter
 
     needs_token = settings.mode in ("api", "all") and not settings.api_tokens
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        prepare_multiprocess_dir(metrics_dir(settings))
+        prepare_multiprocess_dir(settings)
         if needs_token:
             settings = dataclasses.replace(settings, api_tokens=(ensure_generated_token(settings),))
     except (OSError, ValueError):

@@ -6,12 +6,14 @@ queue depth from the broker at scrape time (bounded by BROKER_TIMEOUT), and exit
 does. One exporter per container, whatever the role: Prometheus scrapes every container alike.
 
 Like the API, it cannot be held by an idle or slow client: each connection has a thread of its
-own (at most `MAX_CONNECTIONS`) and `CLIENT_TIMEOUT` seconds to send its request; what the server
-itself refuses is answered as a problem document.
+own (at most `MAX_CONNECTIONS`) and `CLIENT_TIMEOUT` seconds in all to be served, then it is
+closed; what the server itself refuses is answered as a problem document. Scrapes are answered
+one at a time (the folding of dead processes' files and the reading of them must not overlap).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -19,6 +21,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
@@ -34,27 +37,33 @@ from courier.settings import Settings, is_redis_url, redis_tls_options
 
 QUEUES: Final = ("celery",)  # Celery's default queue: every task courier declares goes there
 MAX_CONNECTIONS: Final = 16  # scrapers at once; more are closed at once
-CLIENT_TIMEOUT: Final = 10.0  # seconds a connection may take to send its request
-# In memory: /dev/shm is a tmpfs of every container (read-only root file system or not).
-SHARED_MEMORY: Final = Path("/dev/shm")  # noqa: S108 - the container's own
+CLIENT_TIMEOUT: Final = 10.0  # seconds a connection has, in all, to be served
+# In memory: /dev/shm is a tmpfs of every container (read-only root file system or not). It may
+# be shared (the containers of a Kubernetes pod, `--ipc`): each container makes a folder of its
+# own there, never one named after a pid (every container's entrypoint is pid 1).
+SHARED_MEMORY: Final = Path("/dev/shm")  # noqa: S108 - a folder of our own in it
 
 QueueDepths = Iterator[tuple[str, int, float | None]]
 
 
-def metrics_dir(settings: Settings) -> Path:
-    """Where this entrypoint's processes write their metric files: in memory when it can be,
-    in a folder named after the entrypoint's pid (outside a container, /dev/shm is shared)."""
+def prepare_multiprocess_dir(settings: Settings) -> Path:
+    """A new, empty folder of this container's for its metric files (in memory when it can
+    be), named in the environment before anyone imports `prometheus_client` (it reads the
+    variable once, at import)."""
     if SHARED_MEMORY.is_dir() and os.access(SHARED_MEMORY, os.W_OK):
-        return SHARED_MEMORY / f"courier-metrics-{os.getpid()}"
-    return settings.data_dir / "metrics"
-
-
-def prepare_multiprocess_dir(folder: Path) -> None:
-    """An empty folder for this container's metric files, named in the environment before
-    anyone imports `prometheus_client` (it reads the variable once, at import)."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, mode=0o700)
+        parent = SHARED_MEMORY
+    else:
+        parent = settings.data_dir
+    folder = Path(tempfile.mkdtemp(prefix="courier-metrics-", dir=parent))  # mode 0700
     os.environ[METRICS_DIR_ENV] = str(folder)
+    creator = os.getpid()
+
+    def remove() -> None:  # by the process that made it (forked ones inherit the hook)
+        if os.getpid() == creator:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
+    return folder
 
 
 def start_exporter(settings: Settings) -> int | None:
@@ -62,8 +71,7 @@ def start_exporter(settings: Settings) -> int | None:
     if not settings.metrics_port:
         return None
     parent = os.getpid()
-    logs.flush()
-    sys.stdout.flush()
+    sys.stdout.flush()  # (courier's own waiting lines are written before any fork)
     sys.stderr.flush()
     pid = os.fork()
     if pid:
@@ -78,7 +86,24 @@ def start_exporter(settings: Settings) -> int | None:
 
 
 class _Handler(WSGIRequestHandler):
-    timeout = CLIENT_TIMEOUT  # on the socket: an idle or slow client is dropped
+    timeout = CLIENT_TIMEOUT  # on each read: an idle client is dropped...
+
+    def setup(self) -> None:
+        super().setup()
+        # ...and a slow one too: the connection is closed when its time is up, whatever it
+        # is sending.
+        self._deadline = threading.Timer(CLIENT_TIMEOUT, self._close)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def _close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.request.shutdown(socket.SHUT_RDWR)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes are not logged (one every few seconds from every Prometheus)."""
@@ -127,6 +152,10 @@ class _Server(ThreadingMixIn, WSGIServer):
         """A client that went away or timed out: nothing to report."""
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 def _serve(settings: Settings, parent: int) -> None:
     from prometheus_client import make_wsgi_app
 
@@ -144,14 +173,17 @@ def _serve(settings: Settings, parent: int) -> None:
     serve_metrics = make_wsgi_app(registry)
     folder = Path(os.environ[METRICS_DIR_ENV])
 
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        with contextlib.suppress(OSError, ValueError):
-            fold_dead_processes(folder)
-        return serve_metrics(environ, start_response)  # type: ignore[no-any-return]
+    one_at_a_time = threading.Lock()
 
-    _Server.address_family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        with one_at_a_time:
+            with contextlib.suppress(OSError, ValueError):
+                fold_dead_processes(folder)
+            return list(serve_metrics(environ, start_response))
+
+    server_class = _Server6 if ":" in settings.host else _Server
     try:
-        server = _Server((settings.host, settings.metrics_port), _Handler)
+        server = server_class((settings.host, settings.metrics_port), _Handler)
     except OSError as error:
         get_logger("courier.metrics").error(
             "cannot serve metrics", port=settings.metrics_port, error=error.strerror
@@ -212,21 +244,16 @@ class EmbeddedQueues:
 
 class AmqpQueues:
     """Waiting jobs of a RabbitMQ broker (a passive declare; AMQP cannot show the oldest
-    without taking it, so there is no age), on a connection with bounded timeouts."""
+    without taking it, so there is no age), on one connection with bounded timeouts, opened
+    again only after a failure."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._connection: Any = None
 
     def depths(self) -> QueueDepths:
-        from kombu.connection import Connection
-
-        settings = self._settings
-        timeout = settings.broker_timeout
-        with Connection(  # type: ignore[no-untyped-call]
-            settings.broker_url,
-            connect_timeout=settings.broker_connect_timeout,
-            transport_options={"read_timeout": timeout, "write_timeout": timeout},
-        ) as connection:
+        try:
+            connection = self._connect()
             for queue in QUEUES:
                 channel = connection.channel()
                 try:
@@ -237,6 +264,25 @@ class AmqpQueues:
                     with contextlib.suppress(Exception):
                         channel.close()
                 yield queue, int(depth), None
+        except Exception:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.release()
+            raise
+
+    def _connect(self) -> Any:
+        if self._connection is None:
+            from kombu.connection import Connection
+
+            settings = self._settings
+            timeout = settings.broker_timeout
+            self._connection = Connection(  # type: ignore[no-untyped-call]
+                settings.broker_url,
+                connect_timeout=settings.broker_connect_timeout,
+                transport_options={"read_timeout": timeout, "write_timeout": timeout},
+            )
+        return self._connection
 
 
 def queued_at(raw: bytes | None) -> float | None:

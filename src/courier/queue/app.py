@@ -7,7 +7,7 @@ import functools
 import time
 import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import structlog
 from celery import Celery, bootsteps, signals
@@ -48,6 +48,9 @@ PATIENT_RETRY_POLICY = {
     "interval_step": 1,
     "interval_max": 2,
 }
+# Bounds of the API's broker calls that a worker's consumer must not have: it reconnects
+# patiently, and waits on an idle AMQP connection for as long as no job comes.
+_API_ONLY_TRANSPORT_OPTIONS: Final = ("max_retries", "read_timeout", "write_timeout")
 WORKER_SETTINGS: dict[str, Any] = {
     "task_publish_retry_policy": PATIENT_RETRY_POLICY,
     "result_backend_transport_options": {"retry_policy": PATIENT_RETRY_POLICY},
@@ -97,7 +100,9 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
             # answers 503 (a worker reconnects patiently: WORKER_SETTINGS drops this).
             "max_retries": 0,
         }
-    return {}
+    # RabbitMQ: a hung server fails a publish or a readiness probe within BROKER_TIMEOUT too
+    # (a worker, whose consumer waits for messages, does without: see WORKER_SETTINGS).
+    return {"read_timeout": settings.broker_timeout, "write_timeout": settings.broker_timeout}
 
 
 def celery_config(settings: Settings, plugin: Plugin) -> dict[str, Any]:
@@ -188,7 +193,10 @@ def create_celery(settings: Settings, plugin: Plugin) -> CourierCelery:
             declaration=declaration,
             **declaration.options,
         )(declaration.run)
-    allowed = allowed_tasks(celery.catalog, plugin.periodic_jobs)
+    # Never touch the backend here: a worker builds it only once its own settings apply.
+    allowed = allowed_tasks(
+        celery.catalog, plugin.periodic_jobs, results_expire=is_redis_url(settings.result_backend)
+    )
     celery.on_after_finalize.connect(lambda sender, **_: keep_only(sender, allowed), weak=False)
     celery.steps["worker"].add(LivenessFile)
     return celery
@@ -259,7 +267,8 @@ def _apply_worker_settings(conf: Any, **_: Any) -> None:
     """Sent once in a worker before it builds anything: apply the worker-only settings."""
     conf.update(WORKER_SETTINGS)
     options = dict(conf.broker_transport_options)
-    options.pop("max_retries", None)
+    for bound in _API_ONLY_TRANSPORT_OPTIONS:
+        options.pop(bound, None)
     conf.broker_transport_options = options
 
 

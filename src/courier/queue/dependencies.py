@@ -16,7 +16,7 @@ from typing import Any, Final, TypeVar
 
 from courier.logs import get_logger
 from courier.names import backend_key
-from courier.queue.redis_backend import RedisBackend
+from courier.queue.redis_backend import set_record
 from courier.settings import is_redis_url
 
 T = TypeVar("T")
@@ -121,7 +121,11 @@ class Dependencies:
         broker = threading.Thread(target=probe, args=(BROKER, self._probe_broker), daemon=True)
         broker.start()
         probe(RESULT_BACKEND, self._probe_backend)
-        broker.join()
+        conf = self._celery.conf
+        broker.join(timeout=conf.broker_connection_timeout + conf.redis_socket_timeout + 1)
+        if broker.is_alive():  # bounded by its sockets; this is the last line of defence
+            self.states.record(BROKER, "timed out")
+            checks.setdefault(BROKER, "timed out")
         return {name: checks[name] for name in (BROKER, RESULT_BACKEND)}
 
     def _probe_broker(self) -> None:
@@ -136,8 +140,4 @@ class Dependencies:
                 connection.default_channel  # noqa: B018 - opens the channel: a round trip
 
     def _probe_backend(self) -> None:
-        backend = self._celery.backend
-        if isinstance(backend, RedisBackend):
-            backend.set_record(_PROBE_KEY, str(time.time()))
-        else:
-            backend.set(_PROBE_KEY, str(time.time()))
+        set_record(self._celery.backend, _PROBE_KEY, str(time.time()))

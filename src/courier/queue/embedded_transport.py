@@ -8,8 +8,9 @@ instead, and removed only when the job is acknowledged, rejected or put back; wh
 starts, `requeue_unacknowledged` puts whatever a dead worker left there back on the queue.
 
 A process can be killed at any moment, so no message file is ever seen half written: each is
-written under a temporary name and renamed into place. A file that cannot be read anyway (a
-damaged disk) is moved aside into `corrupt_folder` and logged, never retried in a crash loop.
+written under a temporary name and renamed into place (a kill loses nothing the kernel has; a
+power loss may, as the files are not synced to disk). A file that cannot be read anyway is
+moved aside into `broker-corrupt` and logged, never retried in a crash loop.
 """
 
 from __future__ import annotations
@@ -49,10 +50,13 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def read_message(path: Path) -> Any:
-    """The message in `path`, or None after moving an unreadable file aside (logged)."""
+    """The message in `path`, or None after moving an unreadable file aside (logged): one that
+    is no JSON, or no kombu message."""
     try:
-        return loads(path.read_bytes())
-    except ValueError:
+        payload = loads(path.read_bytes())
+        payload["properties"]["delivery_tag"]  # what every reader relies on
+        return payload
+    except (ValueError, KeyError, TypeError, AttributeError):
         corrupt = path.parent.parent / CORRUPT_FOLDER
         corrupt.mkdir(exist_ok=True)
         with contextlib.suppress(OSError):
@@ -122,7 +126,12 @@ class Transport(filesystem.Transport):
 def requeue_unacknowledged(unacked_folder: Path, queue_folder: Path) -> int:
     """Put back on the queue every message a worker took and never acknowledged (call it only
     where no worker runs: before the one worker of the container starts). Their names keep
-    their original order."""
+    their original order. Partial files a killed writer left behind a minute ago or more go."""
+    stale = time.time() - 60
+    for partial in queue_folder.glob(".*.partial"):
+        with contextlib.suppress(OSError):
+            if partial.stat().st_mtime < stale:
+                partial.unlink()
     count = 0
     for path in sorted(unacked_folder.glob("*.msg")):
         with contextlib.suppress(FileNotFoundError):

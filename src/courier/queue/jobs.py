@@ -23,7 +23,7 @@ from celery.states import READY_STATES
 
 from courier.names import REQUEST_ID_HEADER, backend_key
 from courier.queue.dependencies import BROKER, RESULT_BACKEND, Dependencies
-from courier.queue.redis_backend import RedisBackend
+from courier.queue.redis_backend import RedisBackend, record_and_meta, set_record
 from courier.queue.results import ResultChannel
 from courier.tasks import PublicError
 
@@ -70,7 +70,7 @@ class Jobs:
     @property
     def can_wait(self) -> bool:
         """Waiting needs the result backend's publish/subscribe: Redis."""
-        return isinstance(self._celery.backend, RedisBackend)
+        return self._results is not None
 
     def submit(
         self, task: str, args: dict[str, Any], request_id: str, wait: float = 0.0
@@ -104,7 +104,7 @@ class Jobs:
     def status(self, job_id: str, wait: float = 0.0) -> JobStatus | None:
         """The job's state, or None for an id never submitted; when it has not finished, wait
         up to `wait` seconds for it to."""
-        if wait <= 0 or not self.can_wait:
+        if wait <= 0 or self._results is None:
             raw, meta = self._dependencies.call(RESULT_BACKEND, lambda: self._read(job_id))
             return None if raw is None else _status(job_id, _task_of(raw), meta)
         with self._watch(job_id, wait) as watch:
@@ -117,19 +117,11 @@ class Jobs:
         return _status(job_id, _task_of(raw), meta)
 
     def _store_record(self, job_id: str, record: str) -> None:
-        backend = self._celery.backend
-        if isinstance(backend, RedisBackend):
-            backend.set_record(_record_key(job_id), record)
-        else:
-            backend.set(_record_key(job_id), record)
+        set_record(self._celery.backend, _record_key(job_id), record)
 
     def _read(self, job_id: str) -> tuple[Any, dict[str, Any]]:
         """The job's record (None for an id never submitted) and its meta."""
-        backend = self._celery.backend
-        if isinstance(backend, RedisBackend):
-            return backend.get_record_and_meta(_record_key(job_id), job_id)
-        raw = backend.get(_record_key(job_id))
-        return raw, (backend.get_task_meta(job_id) if raw is not None else {})
+        return record_and_meta(self._celery.backend, _record_key(job_id), job_id)
 
     @contextlib.contextmanager
     def _watch(
@@ -141,9 +133,8 @@ class Jobs:
         if wait <= 0 or self._results is None:
             yield lambda stored: None
             return
-        deadline = time.monotonic() + wait
-        with self._results.watching(job_id) as finished:
-            yield lambda stored: finished(deadline, stored)
+        with self._results.watching(job_id, time.monotonic() + wait) as finished:
+            yield finished
 
 
 def _task_of(record: Any) -> str:

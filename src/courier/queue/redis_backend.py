@@ -9,7 +9,8 @@ subscribes when it starts waiting.
 
 Celery's `set` writes a key in a transaction with a publish on its channel, which only results
 need (the waiting requests listen there); a record is one plain `SET`, and a record is read with
-its job's result in one `MGET`.
+its job's result in one `MGET`. `set_record` and `record_and_meta` do the same on any backend (the
+embedded file backend too).
 """
 
 from __future__ import annotations
@@ -42,3 +43,19 @@ def install() -> None:
     """Make `redis://` and `rediss://` result backend URLs use this backend."""
     for scheme in ("redis", "rediss"):
         BACKEND_ALIASES[scheme] = f"{__name__}:RedisBackend"
+
+
+def set_record(backend: Any, key: bytes, value: str) -> None:
+    """One of courier's own records in the result backend, expiring with the results."""
+    if isinstance(backend, RedisBackend):
+        backend.set_record(key, value)
+    else:
+        backend.set(key, value)
+
+
+def record_and_meta(backend: Any, key: bytes, task_id: str) -> tuple[Any, dict[str, Any]]:
+    """A record (None when there is none) and the meta of the job `task_id`."""
+    if isinstance(backend, RedisBackend):
+        return backend.get_record_and_meta(key, task_id)
+    record = backend.get(key)
+    return record, (dict(backend.get_task_meta(task_id)) if record is not None else {})

@@ -10,6 +10,12 @@ Never polled, and nothing missed: a request reads the job's stored state once it
 is confirmed, so a job that finished before that (and published to no one) is seen too. A lost
 or hung connection only ends the waits early (the requests answer with the state they have); the
 next wait opens a new one.
+
+Threads: redis-py lets one thread read a subscription while others send on it, but not two
+threads send at once, so commands go one at a time (`_send`), each request waiting for its turn
+no longer than its own deadline; the registry of waiting requests has a lock of its own, never
+held across a network call. The connection stays subscribed to a private channel all along, so
+redis-py never sees it leave subscribed mode while another thread subscribes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +37,7 @@ log = get_logger("courier.queue")
 
 _CONFIRMED = "subscribed"
 _GONE = "gone"  # the connection failed: stop waiting
+Meta = dict[str, Any]
 
 
 class _Waiter:
@@ -44,44 +52,44 @@ class ResultChannel:
 
     def __init__(self, backend: Any) -> None:
         self._backend = backend
-        self._lock = threading.Lock()
-        self._pid = 0
+        self._reset()
+        self._healthy = True
+        os.register_at_fork(after_in_child=self._reset)  # gunicorn forks after building it
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()  # the registry below
+        self._send = threading.Lock()  # commands on the connection, one at a time
         self._pubsub: Any = None
         self._waiters: dict[bytes, set[_Waiter]] = {}
-        self._confirmed: set[bytes] = set()
+        self._confirmed: set[bytes] = set()  # channels whose subscription Redis confirmed
+        self._sent: set[bytes] = set()  # channels we asked Redis to subscribe
 
     @contextlib.contextmanager
-    def watching(self, job_id: str) -> Iterator[Callable[[float, Callable[[], Any]], Any]]:
-        """Subscribe to the job's channel for the duration of the block; inside it, call the
-        yielded `finished(deadline, stored)` to wait."""
+    def watching(
+        self, job_id: str, deadline: float
+    ) -> Iterator[Callable[[Callable[[], Any]], Meta | None]]:
+        """Subscribed to the job's channel for the block (until `deadline` at most); the
+        yielded `finished(stored)` waits and returns the job's final meta, or None. `stored`
+        reads the stored meta, once the subscription is confirmed."""
         channel = self._backend.get_key_for_task(job_id)
         waiter = _Waiter()
         with self._lock:
             pubsub = self._subscriber()
-            group = self._waiters.setdefault(channel, set())
-            group.add(waiter)
+            self._waiters.setdefault(channel, set()).add(waiter)
             if channel in self._confirmed:
                 waiter.inbox.put((_CONFIRMED, None))
-            elif len(group) == 1:
-                try:
-                    pubsub.subscribe(channel)  # only sent: the reader sees the confirmation
-                except Exception as error:
-                    self._drop(pubsub, error)
+        self._sync(pubsub, channel, deadline)
         try:
-            yield lambda deadline, stored: self._finished(waiter, deadline, stored)
+            yield lambda stored: self._finished(waiter, deadline, stored)
         finally:
             with self._lock:
                 group = self._waiters.get(channel, set())
                 group.discard(waiter)
-                if not group and self._waiters.pop(channel, None) is not None:
-                    self._confirmed.discard(channel)
-                    if self._pubsub is not None:
-                        with contextlib.suppress(Exception):
-                            self._pubsub.unsubscribe(channel)
+                if not group:
+                    self._waiters.pop(channel, None)
+            self._sync(pubsub, channel, time.monotonic() + 1.0)
 
-    def _finished(
-        self, waiter: _Waiter, deadline: float, stored: Callable[[], Any]
-    ) -> dict[str, Any] | None:
+    def _finished(self, waiter: _Waiter, deadline: float, stored: Callable[[], Any]) -> Meta | None:
         while (left := deadline - time.monotonic()) > 0:
             try:
                 kind, data = waiter.inbox.get(timeout=left)
@@ -98,34 +106,60 @@ class ResultChannel:
         return None
 
     def _subscriber(self) -> Any:
-        """This process's subscriber connection and its reader (made again after a fork or a
-        failure). Called with the lock held."""
-        if self._pubsub is None or self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._waiters, self._confirmed = {}, set()
+        """This process's subscriber (a new one after a failure): no network call. Called
+        with the registry's lock held."""
+        if self._pubsub is None:
             self._pubsub = self._backend.client.pubsub(ignore_subscribe_messages=False)
-            threading.Thread(
-                target=self._read, args=(self._pubsub,), name="courier-results", daemon=True
-            ).start()
+            self._waiters, self._confirmed, self._sent = {}, set(), set()
         return self._pubsub
+
+    def _sync(self, pubsub: Any, channel: bytes, deadline: float) -> None:
+        """Subscribe to `channel` or leave it, as the waiting requests now need; decided and
+        sent in one turn, so concurrent requests for one job never leave it unsubscribed."""
+        if not self._send.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return  # another request holds the connection past our deadline: do not wait
+        try:
+            with self._lock:
+                if self._pubsub is not pubsub:
+                    return
+                wanted = bool(self._waiters.get(channel))
+                if wanted == (channel in self._sent):
+                    return
+                (self._sent.add if wanted else self._sent.discard)(channel)
+                first = not pubsub.subscribed and pubsub.connection is None
+            if first:
+                # The private channel keeps the connection subscribed between waits.
+                pubsub.subscribe(f"courier-results-{uuid.uuid4().hex}")
+                threading.Thread(
+                    target=self._read, args=(pubsub,), name="courier-results", daemon=True
+                ).start()
+            (pubsub.subscribe if wanted else pubsub.unsubscribe)(channel)
+        except Exception as error:
+            with self._lock:
+                self._drop(pubsub, error)
+        finally:
+            self._send.release()
 
     def _read(self, pubsub: Any) -> None:
         """Hand each message to the requests waiting for its job, until the connection fails
         or is replaced."""
         while self._pubsub is pubsub:
             try:
-                # With nothing subscribed, this waits for a subscription instead.
                 message = pubsub.get_message(timeout=1.0)
-                if message is None:
-                    continue
             except Exception as error:
                 with self._lock:
                     self._drop(pubsub, error)
                 return
+            if message is None:
+                self._leave_unwatched(pubsub)
+                continue
             channel, kind = message["channel"], message["type"]
             with self._lock:
                 if kind == "subscribe":
                     self._confirmed.add(channel)
+                    if not self._healthy:
+                        self._healthy = True
+                        log.info("result subscription answering again")
                     item: tuple[str, Any] = (_CONFIRMED, None)
                 elif kind == "unsubscribe":
                     self._confirmed.discard(channel)
@@ -137,14 +171,38 @@ class ResultChannel:
                 for waiter in self._waiters.get(channel, ()):
                     waiter.inbox.put(item)
 
+    def _leave_unwatched(self, pubsub: Any) -> None:
+        """When idle: leave the channels no request waits for any more (a request that could
+        not get its turn to unsubscribe left them behind)."""
+        if not self._send.acquire(blocking=False):
+            return
+        try:
+            with self._lock:
+                stale = (
+                    [c for c in self._sent if c not in self._waiters]
+                    if self._pubsub is pubsub
+                    else []
+                )
+                self._sent.difference_update(stale)
+            if stale:
+                pubsub.unsubscribe(*stale)
+        except Exception as error:
+            with self._lock:
+                self._drop(pubsub, error)
+        finally:
+            self._send.release()
+
     def _drop(self, pubsub: Any, error: BaseException) -> None:
-        """Give up a failed connection: its waits end now. Called with the lock held."""
+        """Give up a failed connection: its waits end now; the next wait opens a new one.
+        Logged once per failure, not once per wait. Called with the registry's lock held."""
         if self._pubsub is not pubsub:
             return
-        log.warning("result subscription lost", error=type(error).__name__)
+        if self._healthy:
+            self._healthy = False
+            log.warning("result subscription lost", error=type(error).__name__)
         for group in self._waiters.values():
             for waiter in group:
                 waiter.inbox.put((_GONE, None))
-        self._pubsub, self._waiters, self._confirmed = None, {}, set()
+        self._pubsub, self._waiters, self._confirmed, self._sent = None, {}, set(), set()
         with contextlib.suppress(Exception):
             pubsub.close()

@@ -47,18 +47,19 @@ class DeclaredTask(Task):  # type: ignore[misc]
 
 
 def allowed_tasks(
-    catalog: Mapping[str, TaskDeclaration], periodic_jobs: Mapping[str, Mapping[str, Any]]
+    catalog: Mapping[str, TaskDeclaration],
+    periodic_jobs: Mapping[str, Mapping[str, Any]],
+    results_expire: bool,
 ) -> frozenset[str]:
-    """The tasks a worker may run: the public ones and those beat sends."""
+    """The tasks a worker may run: the public ones and those beat sends (Celery's result
+    cleanup among them where results do not expire on their own)."""
     periodic = {str(entry["task"]) for entry in periodic_jobs.values()}
-    return frozenset(catalog) | periodic
+    cleanup = set() if results_expire else {BACKEND_CLEANUP}
+    return frozenset(catalog) | periodic | cleanup
 
 
 def keep_only(celery: Celery, allowed: Iterable[str]) -> None:
-    """Unregister every other task (Celery registers its own when the app is finalized), and
-    Celery's result cleanup where beat never sends it."""
+    """Unregister every other task (Celery registers its own when the app is finalized)."""
     names = set(allowed)
-    if not celery.backend.supports_autoexpire:
-        names.add(BACKEND_CLEANUP)
     for name in [name for name in celery.tasks if name not in names]:
         celery.tasks.unregister(name)

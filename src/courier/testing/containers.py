@@ -344,9 +344,11 @@ class CourierContainer(DockerContainer):
 
     Runs read-only with a tmpfs on /tmp, no capabilities, no-new-privileges, as uid 65532. A role
     serving the API publishes it on 127.0.0.1; `API_TOKENS` is a random token unless given
-    (`token`). `start()` waits until the role is ready (see `CourierReady`) unless `wait=False`
-    (for a test of a container meant to fail or to stay unready); a container that never gets
-    ready is removed, and `CourierStartError` says why.
+    (`token`); log lines are written one by one unless `LOG_FLUSH_INTERVAL` is given (a test
+    reads a job's lines the moment the job is done). `start()` waits until the role is ready
+    (see `CourierReady`) unless `wait=False` (for a test of a container meant to fail or to
+    stay unready); a container that never gets ready is removed, and `CourierStartError` says
+    why.
 
         with CourierContainer("courier:latest") as courier:   # MODE=all: the embedded broker
             assert courier.client().run("demo.add", {"a": 2, "b": 3}) == 5
@@ -377,6 +379,7 @@ class CourierContainer(DockerContainer):
         if mode is not None:
             environment["MODE"] = mode
         environment.setdefault("API_TOKENS", secrets.token_urlsafe(32))
+        environment.setdefault("LOG_FLUSH_INTERVAL", "0")
         super().__init__(
             image,
             docker_client_kw=docker_client_kw,
