@@ -167,13 +167,22 @@ class _Writes:
     def flush(self) -> None: ...
 
 
+def batched_into_writes(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, interval: str
+) -> _Writes:
+    """Logging configured in batches of `interval` seconds, into a stdout that records each
+    write."""
+    stdout = _Writes()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    configure_logging(make_settings(LOG_FLUSH_INTERVAL=interval), batched=True)
+    return stdout
+
+
 @pytest.mark.usefixtures("restore_logging")
 def test_batched_info_lines_go_out_together_and_warnings_at_once(
     make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stdout = _Writes()
-    monkeypatch.setattr(sys, "stdout", stdout)
-    configure_logging(make_settings(LOG_FLUSH_INTERVAL="5"), batched=True)
+    stdout = batched_into_writes(make_settings, monkeypatch, "5")
     log = get_logger("courier.test")
 
     for number in range(3):
@@ -191,9 +200,7 @@ def test_batched_info_lines_go_out_together_and_warnings_at_once(
 def test_a_waiting_line_is_written_within_the_flush_interval(
     make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stdout = _Writes()
-    monkeypatch.setattr(sys, "stdout", stdout)
-    configure_logging(make_settings(LOG_FLUSH_INTERVAL="0.05"), batched=True)
+    stdout = batched_into_writes(make_settings, monkeypatch, "0.05")
     began = time.monotonic()
     get_logger("courier.test").info("alone")
     while not stdout.writes and time.monotonic() - began < 10:
@@ -210,9 +217,7 @@ def test_a_batch_goes_out_in_writes_no_pipe_splits(
 ) -> None:
     """The processes of a container share one pipe: a write of at most 4096 bytes is never
     interleaved with another process's, so a batch is cut into such writes, at line ends."""
-    stdout = _Writes()
-    monkeypatch.setattr(sys, "stdout", stdout)
-    configure_logging(make_settings(LOG_FLUSH_INTERVAL="5"), batched=True)
+    stdout = batched_into_writes(make_settings, monkeypatch, "5")
     log = get_logger("courier.test")
     for number in range(300):
         log.info("line", number=number, padding="é" * 40)

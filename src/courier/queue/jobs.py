@@ -96,7 +96,7 @@ class Jobs:
                     kwargsrepr=json.dumps(args)[:1024],
                 ),
             )
-            meta = watch(lambda: self._celery.backend.get_task_meta(job_id))
+            meta = watch()
         if meta is None:
             return JobStatus(job_id, task, "PENDING")
         return _status(job_id, task, meta)
@@ -104,16 +104,13 @@ class Jobs:
     def status(self, job_id: str, wait: float = 0.0) -> JobStatus | None:
         """The job's state, or None for an id never submitted; when it has not finished, wait
         up to `wait` seconds for it to."""
-        if wait <= 0 or self._results is None:
-            raw, meta = self._dependencies.call(RESULT_BACKEND, lambda: self._read(job_id))
-            return None if raw is None else _status(job_id, _task_of(raw), meta)
         with self._watch(job_id, wait) as watch:
             # One read of state and result together: never a state paired with another's result.
             raw, meta = self._dependencies.call(RESULT_BACKEND, lambda: self._read(job_id))
             if raw is None:
                 return None
             if meta["status"] not in READY_STATES:
-                meta = watch(lambda: self._celery.backend.get_task_meta(job_id)) or meta
+                meta = watch() or meta
         return _status(job_id, _task_of(raw), meta)
 
     def _store_record(self, job_id: str, record: str) -> None:
@@ -124,17 +121,15 @@ class Jobs:
         return record_and_meta(self._celery.backend, _record_key(job_id), job_id)
 
     @contextlib.contextmanager
-    def _watch(
-        self, job_id: str, wait: float
-    ) -> Iterator[Callable[[Callable[[], Any]], dict[str, Any] | None]]:
-        """Subscribed to the job's results for the block; the yielded function waits (until
-        `wait` seconds from now) and returns the job's final meta, or None. It takes the read
-        of the stored meta to make once subscribed."""
+    def _watch(self, job_id: str, wait: float) -> Iterator[Callable[[], dict[str, Any] | None]]:
+        """Subscribed to the job's results for the block (when it may wait at all); the yielded
+        function waits until `wait` seconds from now and returns the job's final meta, or
+        None."""
         if wait <= 0 or self._results is None:
-            yield lambda stored: None
+            yield lambda: None
             return
         with self._results.watching(job_id, time.monotonic() + wait) as finished:
-            yield finished
+            yield lambda: finished(lambda: self._celery.backend.get_task_meta(job_id))
 
 
 def _task_of(record: Any) -> str:

@@ -106,11 +106,10 @@ class ResultChannel:
         return None
 
     def _subscriber(self) -> Any:
-        """This process's subscriber (a new one after a failure): no network call. Called
-        with the registry's lock held."""
+        """This process's subscriber (a new one after a failure, which emptied the registry):
+        no network call. Called with the registry's lock held."""
         if self._pubsub is None:
             self._pubsub = self._backend.client.pubsub(ignore_subscribe_messages=False)
-            self._waiters, self._confirmed, self._sent = {}, set(), set()
         return self._pubsub
 
     def _sync(self, pubsub: Any, channel: bytes, deadline: float) -> None:
