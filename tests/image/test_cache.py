@@ -1,5 +1,6 @@
 """Layer caching: a change under src/ alone reuses the export and dependency layers; only the
-small layer with courier itself is rebuilt.
+small layer with courier itself is rebuilt. And the runtime's copies, made again from the same
+stages, give the same layers: nothing in them is stamped at copy time.
 
 The build runs on a copy of the build inputs in a temporary directory, never the working tree.
 """
@@ -7,6 +8,7 @@ The build runs on a copy of the build inputs in a temporary directory, never the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import re
@@ -90,11 +92,11 @@ def build_copy(
             docker_client.images.remove(image_id, force=True)
 
 
-def bake(directory: Path, epoch: int) -> tuple[str, float]:
+def bake(directory: Path, epoch: int, *options: str) -> tuple[str, float]:
     env = bake_env(IMAGE=IMAGE, GIT_SHA=GIT_SHA, VERSION=VERSION, SOURCE_DATE_EPOCH=str(epoch))
     started = time.monotonic()
     result = subprocess.run(
-        ["docker", "buildx", "bake", "-f", "docker-bake.hcl", "--progress=plain"],
+        ["docker", "buildx", "bake", "-f", "docker-bake.hcl", "--progress=plain", *options],
         cwd=directory,
         env=env,
         capture_output=True,
@@ -111,8 +113,24 @@ def layers(docker_client: docker.DockerClient) -> tuple[str, list[str], list[Any
     return image.id, image.attrs["RootFS"]["Layers"], image.history()
 
 
+def entry(layer: tarfile.TarFile, member: tarfile.TarInfo) -> tuple[object, ...]:
+    """What a layer's tar says of one entry: size, mode, owner, times, type, link, content."""
+    content = layer.extractfile(member) if member.isfile() else None
+    digest = hashlib.sha256(content.read()).hexdigest()[:12] if content else ""
+    return (
+        member.size,
+        oct(member.mode),
+        (member.uid, member.gid),
+        member.mtime,
+        member.type,
+        member.linkname,
+        dict(member.pax_headers),
+        digest,
+    )
+
+
 def layer_differences(docker_client: docker.DockerClient, *image_ids: str) -> str:
-    """What differs between the images' layers, entry by entry (name, size, mode, mtime): the
+    """What differs between the images' layers, entry by entry (header fields and content): the
     message of a failed layer comparison."""
     listings = []
     for image_id in image_ids:
@@ -122,15 +140,13 @@ def layer_differences(docker_client: docker.DockerClient, *image_ids: str) -> st
             layers = []
             for name in manifest[0]["Layers"]:
                 with tarfile.open(fileobj=saved.extractfile(name)) as layer:
-                    layers.append(
-                        {m.name: (m.size, m.mode, m.mtime, m.type) for m in layer.getmembers()}
-                    )
+                    layers.append({m.name: entry(layer, m) for m in layer.getmembers()})
             listings.append(layers)
     report = []
     for index, (first, second) in enumerate(zip(*listings, strict=False)):
         changed = sorted(n for n in first.keys() | second.keys() if first.get(n) != second.get(n))
         if changed:
-            report.append(f"layer {index}: {len(changed)} entries differ, e.g.:")
+            report.append(f"layer {index}: {len(changed)} of {len(first)} entries differ, e.g.:")
             report += [f"  {n}: {first.get(n)} -> {second.get(n)}" for n in changed[:15]]
     return "\n".join(report) or "the layers' entries are equal (only the tar encoding differs)"
 
@@ -145,6 +161,9 @@ def test_source_change_rebuilds_only_the_courier_layer(
     _, first_seconds = bake(build_copy, EPOCH)
     first_id, first_layers, _ = layers(docker_client)
     built_ids.append(first_id)
+    # Its own tag keeps it once the second build takes the first one (an untagged image is
+    # garbage, and gone, in the containerd image store): a failed comparison reads it.
+    docker_client.images.get(first_id).tag(IMAGE, "first")
 
     module = build_copy / "src" / "courier" / "__init__.py"
     # Unique per run: the change of an earlier run is in the build cache.
@@ -185,7 +204,7 @@ def test_source_change_rebuilds_only_the_courier_layer(
     assert install, "the courier install step is not in the build output"
     assert not install[0].cached, install
     runtime = {s.instruction: s.cached for s in in_stage("runtime")}
-    assert runtime.get("COPY --link --from=venv /opt/venv /opt/venv") is True, runtime
+    assert runtime.get("COPY --link --from=venv /out/ /") is True, runtime
     assert runtime.get("COPY --link --from=courier /out/ /") is False, runtime
 
     # In the image: every layer but the last (courier) is the same; the new one is small.
@@ -197,3 +216,18 @@ def test_source_change_rebuilds_only_the_courier_layer(
     sizes = [int(step["Size"]) for step in history if int(step["Size"]) > 0]
     print(f"  layer sizes (newest first): {', '.join(f'{mb(s):.2f} MB' for s in sizes)}")
     assert sizes[0] < 2_000_000, f"the courier layer is {mb(sizes[0]):.2f} MB"
+
+    # The runtime's copies made again, in a later second, from the same cached stages: every layer
+    # is the same, since each comes whole from its stage (nothing is stamped at copy time).
+    docker_client.images.get(second_id).tag(IMAGE, "second")
+    time.sleep(1.1)
+    (build_copy / "runtime-uncached.hcl").write_text(
+        'target "image" {\n  no-cache-filter = ["runtime"]\n}\n'
+    )
+    output, _ = bake(build_copy, EPOCH + 3600, "-f", "runtime-uncached.hcl")
+    third_id, third_layers, _ = layers(docker_client)
+    built_ids.append(third_id)
+    copies = [s for s in parse_steps(output) if s.stage == "runtime" and "COPY" in s.instruction]
+    assert len(copies) == 3, copies
+    assert not any(s.cached for s in copies), copies
+    assert third_layers == second_layers, layer_differences(docker_client, second_id, third_id)
