@@ -26,11 +26,6 @@ tools_ready() {
         docker compose version >/dev/null 2>&1
 }
 
-if engine_ready && tools_ready; then
-    echo "docker engine already answers (containerd image store), with buildx and compose"
-    exit 0
-fi
-
 if ! tools_ready; then
     mirror=$(debian_mirror)
     cat > /etc/apt/sources.list.d/trixie.sources <<SOURCES
@@ -47,7 +42,7 @@ SOURCES
 fi
 
 if engine_ready; then
-    echo "docker engine already answers (containerd image store); buildx and compose installed"
+    echo "docker engine answers (containerd image store), with buildx and compose"
     exit 0
 fi
 

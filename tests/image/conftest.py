@@ -95,7 +95,7 @@ def secret_args() -> list[str]:
 def bake_env(**values: str) -> dict[str, str]:
     """The environment for `docker buildx bake`: this one without any bake variable, then the
     build variables that CI sets (base images, CA bundle, SBOM generator), then `values`."""
-    env = {k: v for k, v in os.environ.items() if k not in BAKE_VARIABLES}
+    env = bare_bake_env()
     for name in BUILD_VARIABLES:
         if os.environ.get(name):
             env[name] = os.environ[name]
@@ -104,6 +104,11 @@ def bake_env(**values: str) -> dict[str, str]:
         env["CA_BUNDLE"] = str(bundle)
     env.update(values)
     return env
+
+
+def bare_bake_env() -> dict[str, str]:
+    """This environment without any bake variable: what bake sees when nothing is passed in."""
+    return {k: v for k, v in os.environ.items() if k not in BAKE_VARIABLES}
 
 
 def bake_print(env: dict[str, str], cwd: Path = ROOT, command: list[str] | None = None) -> Any:

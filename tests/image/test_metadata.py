@@ -11,9 +11,9 @@ import docker
 
 from tests.conftest import ROOT, commit_epoch
 from tests.image.conftest import (
-    BAKE_VARIABLES,
     bake_env,
     bake_print,
+    bare_bake_env,
     head_commit,
     project_version,
 )
@@ -83,7 +83,7 @@ def test_bake_print_uses_git_sha_version_and_commit_time_from_the_environment() 
 
 
 def test_bake_print_without_anything_leaves_the_defaults_to_the_dockerfile() -> None:
-    bare = {k: v for k, v in bake_env().items() if k not in BAKE_VARIABLES}
+    bare = bare_bake_env()
     image = bake_print(bare)["target"]["image"]
     args = image["args"]
     assert args["GIT_SHA"] == "unknown"

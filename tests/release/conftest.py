@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -28,6 +29,14 @@ VERSION = "1.2.3"
 PLATFORMS = ("linux/amd64", "linux/arm64")
 TOKEN = "release-test-token-0123456789abcdef"
 OCI = "org.opencontainers.image."
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+
+
+def dockerfile_arg(name: str) -> str:
+    """The default of the Dockerfile's `ARG name=...`."""
+    match = re.search(rf"^ARG {name}=(\S+)$", DOCKERFILE.read_text(), re.M)
+    assert match, f"no ARG {name}=... in docker/Dockerfile"
+    return match.group(1)
 
 
 def tool(name: str, package: str) -> str:

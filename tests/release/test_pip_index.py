@@ -26,16 +26,10 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.image.conftest import bake_env, secret_args
+from tests.release.conftest import DOCKERFILE, dockerfile_arg
 
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens there
-DOCKERFILE = ROOT / "docker" / "Dockerfile"
 BAKE = ("docker", "buildx", "bake", "-f", "docker-bake.hcl")
-
-
-def dockerfile_arg(name: str) -> str:
-    match = re.search(rf"^ARG {name}=(\S+)$", DOCKERFILE.read_text(), re.M)
-    assert match, f"no ARG {name}=... in docker/Dockerfile"
-    return match.group(1)
 
 
 def platform_args() -> list[str]:

