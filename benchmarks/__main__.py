@@ -245,12 +245,15 @@ def hey(
 # -- measures ----------------------------------------------------------------------------------
 
 
+# The benchmark's Redis, as every container (courier's and the baselines') reaches it.
+REDIS_ENV: dict[str, str] = {
+    "BROKER_URL": "redis://redis:6379/0",
+    "RESULT_BACKEND": "redis://redis:6379/1",
+}
+
+
 def api_env() -> dict[str, str]:
-    return {
-        "MODE": "api",
-        "BROKER_URL": "redis://redis:6379/0",
-        "RESULT_BACKEND": "redis://redis:6379/1",
-    }
+    return {"MODE": "api", **REDIS_ENV}
 
 
 def hello(lab: Lab, app: str = "hello:app") -> Container:
@@ -261,11 +264,7 @@ def hello(lab: Lab, app: str = "hello:app") -> Container:
         name=app.partition(":")[0],
         entrypoint=[VENV_PYTHON, "-m", "gunicorn"],
         command=["--config", "/bench-config/gunicorn.conf.py", app],
-        environment={
-            "PYTHONPATH": "/bench",
-            "BROKER_URL": "redis://redis:6379/0",
-            "RESULT_BACKEND": "redis://redis:6379/1",
-        },
+        environment={"PYTHONPATH": "/bench", **REDIS_ENV},
         volumes={
             str(BASELINES): {"bind": "/bench", "mode": "ro"},
             lab.scratch: {"bind": "/bench-config", "mode": "ro"},
@@ -348,8 +347,9 @@ def measure_api(lab: Lab, plan: Plan, rows: list[Row], memory: dict[str, str]) -
     time.sleep(1)
     memory["hello idle"] = rss_mb(bare)
     submitter = hello(lab, "submit:app")
-    submit_url = f"http://{LOOPBACK}:{host_port(submitter)}/v1/jobs"
-    wait_until(lambda: answers(f"http://{LOOPBACK}:{host_port(submitter)}/healthz"), 60, "submit")
+    submit_base = f"http://{LOOPBACK}:{host_port(submitter)}"
+    submit_url = f"{submit_base}/v1/jobs"
+    wait_until(lambda: answers(f"{submit_base}/healthz"), 60, "submit")
     without_metrics = lab.courier("api", {**api_env(), "METRICS_PORT": "0"}, publish=True)
     without_base = f"http://{LOOPBACK}:{host_port(without_metrics)}"
     wait_until(lambda: answers(f"{without_base}/readyz"), 60, "api without metrics ready")
@@ -437,10 +437,11 @@ def queue_jobs(redis_port: int, count: int) -> None:
 
 
 def drain_seconds(
-    lab: Lab, redis: Container, start: Callable[[], Container], count: int
-) -> tuple[float, str]:
+    lab: Lab, redis: Container, start: Callable[[], Container], count: int, probe: bool = False
+) -> tuple[float, str | None]:
     """Queue `count` jobs, start a worker, and time from its first taken job to the last stored
-    result; (jobs per second, its memory once it drained them, read after the timing)."""
+    result; (jobs per second, with `probe` its memory once it drained them, read after the
+    timing)."""
     import redis as redis_client
 
     port = host_port(redis, 6379)
@@ -458,7 +459,7 @@ def drain_seconds(
             raise TimeoutError("drain not finished in 600 s")
         time.sleep(0.01)
     seconds = time.monotonic() - began
-    loaded = rss_mb(worker)
+    loaded = rss_mb(worker) if probe else None
     lab.remove(worker)
     return count / seconds, loaded
 
@@ -466,24 +467,14 @@ def drain_seconds(
 def measure_worker(
     lab: Lab, plan: Plan, rows: list[Row], memory: dict[str, str], redis: Container
 ) -> None:
-    env = {
-        "MODE": "worker",
-        "BROKER_URL": "redis://redis:6379/0",
-        "RESULT_BACKEND": "redis://redis:6379/1",
-        "WORKER_CONCURRENCY": "2",
-    }
+    env = {"MODE": "worker", **REDIS_ENV, "WORKER_CONCURRENCY": "2"}
 
     def bare(delivery: str) -> Callable[[], Container]:
         return lambda: lab.run(
             name="bare-worker",
             entrypoint=[VENV_PYTHON, "-m", "celery", "--app", "bare_celery", "worker"],
             command=["--concurrency", "2", "--without-mingle", "--without-gossip"],
-            environment={
-                "BROKER_URL": "redis://redis:6379/0",
-                "RESULT_BACKEND": "redis://redis:6379/1",
-                "PYTHONPATH": "/bench",
-                "BARE_DELIVERY": delivery,
-            },
+            environment={**REDIS_ENV, "PYTHONPATH": "/bench", "BARE_DELIVERY": delivery},
             volumes={str(BASELINES): {"bind": "/bench", "mode": "ro"}},
         )
 
@@ -498,13 +489,17 @@ def measure_worker(
         "events on": courier(TASK_EVENTS="true"),
         "warning": courier(LOG_LEVEL="WARNING"),
     }
+    # Memory once drained, of these, read in the last round.
+    probed = {"courier": "worker loaded", "bare": "bare worker loaded"}
     rates: dict[str, list[float]] = {name: [] for name in starters}
-    for _ in range(plan.rounds):  # interleaved: all see the same machine
+    for round_ in range(plan.rounds):  # interleaved: all see the same machine
+        last = round_ == plan.rounds - 1
         for name, start in starters.items():
-            jobs_per_second, loaded = drain_seconds(lab, redis, start, plan.jobs)
+            label = probed.get(name) if last else None
+            jobs_per_second, loaded = drain_seconds(lab, redis, start, plan.jobs, label is not None)
             rates[name].append(jobs_per_second)
-            if name in ("courier", "bare"):
-                memory[f"{'worker' if name == 'courier' else 'bare worker'} loaded"] = loaded
+            if label is not None and loaded is not None:
+                memory[label] = loaded
     rate = {name: statistics.median(values) for name, values in rates.items()}
     drain = f"worker drain, {plan.jobs} demo.add, 2 processes"
     rows += [
