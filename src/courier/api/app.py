@@ -82,5 +82,5 @@ def load_app() -> falcon.App[Any, Any]:
     from courier.queue.app import create_celery
 
     settings, plugin = boot_or_exit()
-    configure_logging(settings, batched=True)
+    configure_logging(settings)
     return create_app(settings, create_celery(settings, plugin), plugin)

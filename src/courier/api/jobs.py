@@ -97,13 +97,12 @@ class Waiting:
 
     def __init__(self, limit: float, threads: int) -> None:
         self._limit = limit
-        self._slots = threading.BoundedSemaphore(max(1, threads - 1))
-        self._enabled = limit > 0 and threads > 1
+        self._slots = threading.BoundedSemaphore(threads - 1)  # none with a single thread
 
     @contextlib.contextmanager
     def preferred(self, req: falcon.Request) -> Iterator[float]:
         """The seconds this request may wait (0: none), for the block."""
-        match = _PREFER_WAIT.search(req.get_header("Prefer") or "") if self._enabled else None
+        match = _PREFER_WAIT.search(req.get_header("Prefer") or "")
         wait = min(float(match[1]), self._limit) if match else 0.0
         if wait <= 0 or not self._slots.acquire(blocking=False):
             yield 0.0
@@ -112,6 +111,10 @@ class Waiting:
             yield wait
         finally:
             self._slots.release()
+
+
+def _no_such_job() -> falcon.HTTPNotFound:
+    return falcon.HTTPNotFound(title="Not Found", description="No job has that id.")
 
 
 def apply_wait(resp: falcon.Response, waited: float) -> None:
@@ -284,13 +287,13 @@ class JobResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         canonical = parse_job_id(job_id)
         if canonical is None:
-            raise falcon.HTTPNotFound(title="Not Found", description="No job has that id.")
+            raise _no_such_job()
         try:
             with self._waiting.preferred(req) as wait:
                 status = self._jobs.status(canonical, wait)
         except Unavailable as error:
             raise unavailable(error) from error
         if status is None:
-            raise falcon.HTTPNotFound(title="Not Found", description="No job has that id.")
+            raise _no_such_job()
         apply_wait(resp, wait)
         resp.media = status.as_dict()

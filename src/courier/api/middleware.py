@@ -79,16 +79,15 @@ class MetricsMiddleware:
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
         took = time.perf_counter() - req.context.metrics_started
-        key = (req.uri_template or "(unmatched)", req.method, resp.status_code)
+        route = req.uri_template or "(unmatched)"
+        method = req.method if req.method in _METHODS else "OTHER"
+        key = (route, method, resp.status_code)
         series = self._series.get(key)
         if series is None:
-            route, method = key[0], req.method if req.method in _METHODS else "OTHER"
-            series = (
+            series = self._series[key] = (
                 self._requests.labels(route, method, str(resp.status_code)),
                 self._duration.labels(route, method),
             )
-            if req.method in _METHODS:  # never a key per made-up method
-                self._series[key] = series
         requests, duration = series
         requests.inc()
         duration.observe(took)

@@ -209,7 +209,7 @@ def load_celery() -> CourierCelery:
     from courier.logs import configure_logging
 
     settings, plugin = boot_or_exit()
-    configure_logging(settings, batched=True)
+    configure_logging(settings)
     return create_celery(settings, plugin)
 
 

@@ -104,12 +104,15 @@ class Jobs:
     def status(self, job_id: str, wait: float = 0.0) -> JobStatus | None:
         """The job's state, or None for an id never submitted; when it has not finished, wait
         up to `wait` seconds for it to."""
-        with self._watch(job_id, wait) as watch:
-            # One read of state and result together: never a state paired with another's result.
-            raw, meta = self._dependencies.call(RESULT_BACKEND, lambda: self._read(job_id))
-            if raw is None:
-                return None
-            if meta["status"] not in READY_STATES:
+        deadline = time.monotonic() + wait
+        # One read of state and result together: never a state paired with another's result.
+        raw, meta = self._dependencies.call(RESULT_BACKEND, lambda: self._read(job_id))
+        if raw is None:
+            return None
+        if meta["status"] not in READY_STATES:
+            # Subscribed only now, for a job still running (the watch reads the stored state
+            # again once subscribed: a job that finished in between is seen).
+            with self._watch(job_id, deadline - time.monotonic()) as watch:
                 meta = watch() or meta
         return _status(job_id, _task_of(raw), meta)
 

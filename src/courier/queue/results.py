@@ -38,13 +38,8 @@ log = get_logger("courier.queue")
 _CONFIRMED = "subscribed"
 _GONE = "gone"  # the connection failed: stop waiting
 Meta = dict[str, Any]
-
-
-class _Waiter:
-    """One request waiting for one job: what the reader hands it, in order."""
-
-    def __init__(self) -> None:
-        self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+# One request waiting for one job: what the reader hands it, in order.
+_Inbox = queue.SimpleQueue[tuple[str, Any]]
 
 
 class ResultChannel:
@@ -59,8 +54,12 @@ class ResultChannel:
     def _reset(self) -> None:
         self._lock = threading.Lock()  # the registry below
         self._send = threading.Lock()  # commands on the connection, one at a time
+        self._forget()
+
+    def _forget(self) -> None:
+        """No connection, and nobody waiting on one."""
         self._pubsub: Any = None
-        self._waiters: dict[bytes, set[_Waiter]] = {}
+        self._waiters: dict[bytes, set[_Inbox]] = {}
         self._confirmed: set[bytes] = set()  # channels whose subscription Redis confirmed
         self._sent: set[bytes] = set()  # channels we asked Redis to subscribe
 
@@ -72,27 +71,27 @@ class ResultChannel:
         yielded `finished(stored)` waits and returns the job's final meta, or None. `stored`
         reads the stored meta, once the subscription is confirmed."""
         channel = self._backend.get_key_for_task(job_id)
-        waiter = _Waiter()
+        inbox: _Inbox = queue.SimpleQueue()
         with self._lock:
             pubsub = self._subscriber()
-            self._waiters.setdefault(channel, set()).add(waiter)
+            self._waiters.setdefault(channel, set()).add(inbox)
             if channel in self._confirmed:
-                waiter.inbox.put((_CONFIRMED, None))
+                inbox.put((_CONFIRMED, None))
         self._sync(pubsub, channel, deadline)
         try:
-            yield lambda stored: self._finished(waiter, deadline, stored)
+            yield lambda stored: self._finished(inbox, deadline, stored)
         finally:
             with self._lock:
                 group = self._waiters.get(channel, set())
-                group.discard(waiter)
+                group.discard(inbox)
                 if not group:
                     self._waiters.pop(channel, None)
             self._sync(pubsub, channel, time.monotonic() + 1.0)
 
-    def _finished(self, waiter: _Waiter, deadline: float, stored: Callable[[], Any]) -> Meta | None:
+    def _finished(self, inbox: _Inbox, deadline: float, stored: Callable[[], Any]) -> Meta | None:
         while (left := deadline - time.monotonic()) > 0:
             try:
-                kind, data = waiter.inbox.get(timeout=left)
+                kind, data = inbox.get(timeout=left)
             except queue.Empty:
                 return None
             if kind == _GONE:
@@ -167,8 +166,8 @@ class ResultChannel:
                     item = ("message", message["data"])
                 else:
                     continue
-                for waiter in self._waiters.get(channel, ()):
-                    waiter.inbox.put(item)
+                for inbox in self._waiters.get(channel, ()):
+                    inbox.put(item)
 
     def _leave_unwatched(self, pubsub: Any) -> None:
         """When idle: leave the channels no request waits for any more (a request that could
@@ -200,8 +199,8 @@ class ResultChannel:
             self._healthy = False
             log.warning("result subscription lost", error=type(error).__name__)
         for group in self._waiters.values():
-            for waiter in group:
-                waiter.inbox.put((_GONE, None))
-        self._pubsub, self._waiters, self._confirmed, self._sent = None, {}, set(), set()
+            for inbox in group:
+                inbox.put((_GONE, None))
+        self._forget()
         with contextlib.suppress(Exception):
             pubsub.close()
