@@ -4,12 +4,12 @@ a readable console line).
 
 Context bound with `structlog.contextvars` (the request id, the task id) lands on every line.
 
-A process that runs a role writes its lines in batches (`configure_logging(..., batched=True)`):
-a debug or info line waits at most `LOG_FLUSH_INTERVAL` for the lines after it, and goes out with
-them in one write; a warning or an error is written at once, with everything before it. A write
-per line costs the process a system call and the container engine a wake-up for every access
-line and every task (see the README's Performance). A process killed with SIGKILL loses at most
-its last `LOG_FLUSH_INTERVAL` of info lines, never a warning.
+Lines are written in batches: a debug or info line waits at most `LOG_FLUSH_INTERVAL` (0: not
+at all) for the lines after it, and goes out with them in one write; a warning or an error is
+written at once, with everything before it. A write per line costs the process a system call
+and the container engine a wake-up for every access line and every task (see the README's
+Performance). A process killed with SIGKILL loses at most its last `LOG_FLUSH_INTERVAL` of info
+lines, never a warning.
 """
 
 from __future__ import annotations
@@ -172,16 +172,16 @@ def logging_config(log_level: str, log_format: str) -> dict[str, Any]:
     }
 
 
-def configure_logging(settings: Settings, *, batched: bool = False) -> None:
-    """Route structlog and the standard library to stdout in the configured format, line by
-    line or, for a process that runs a role, in batches.
+def configure_logging(settings: Settings) -> None:
+    """Route structlog and the standard library to stdout in the configured format, in batches
+    of at most `LOG_FLUSH_INTERVAL`.
 
     courier's own lines are rendered by structlog straight to the output (no `logging` record
     on the way: an access line per request is on the hot path); the standard library's loggers
     (gunicorn, Celery, warnings) go through the same processors and renderer.
     """
     _output.flush()
-    _output.interval = settings.log_flush_interval if batched else 0.0
+    _output.interval = settings.log_flush_interval
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     logging.captureWarnings(True)  # Python warnings become log lines, not raw stderr
     structlog.configure(

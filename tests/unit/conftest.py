@@ -59,10 +59,12 @@ def celery_for(settings: Settings, **environ: str) -> CourierCelery:
 
 @pytest.fixture
 def make_settings(data_dir: Path) -> SettingsFactory:
-    """Settings from an environment dict: DATA_DIR and API_TOKENS preset, overridable."""
+    """Settings from an environment dict: DATA_DIR, API_TOKENS and LOG_FLUSH_INTERVAL=0 (each
+    line written at once, for the tests that read them) preset, overridable."""
 
     def make(**environ: str) -> Settings:
-        return load_settings({"DATA_DIR": str(data_dir), "API_TOKENS": TOKEN, **environ})
+        preset = {"DATA_DIR": str(data_dir), "API_TOKENS": TOKEN, "LOG_FLUSH_INTERVAL": "0"}
+        return load_settings({**preset, **environ})
 
     return make
 

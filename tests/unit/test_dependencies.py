@@ -107,7 +107,7 @@ def test_readiness_logs_each_change_of_state_once(
     from courier.logs import configure_logging
     from courier.settings import load_settings
 
-    configure_logging(load_settings({"LOG_FORMAT": "json"}))
+    configure_logging(load_settings({"LOG_FORMAT": "json", "LOG_FLUSH_INTERVAL": "0"}))
     for _ in range(3):
         assert silent_client.simulate_get("/readyz").status_code == 503
     lines = [

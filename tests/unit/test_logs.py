@@ -174,7 +174,7 @@ def batched_into_writes(
     write."""
     stdout = _Writes()
     monkeypatch.setattr(sys, "stdout", stdout)
-    configure_logging(make_settings(LOG_FLUSH_INTERVAL=interval), batched=True)
+    configure_logging(make_settings(LOG_FLUSH_INTERVAL=interval))
     return stdout
 
 
@@ -240,7 +240,7 @@ def test_a_forked_child_never_repeats_its_parents_waiting_lines(
 ) -> None:
     with (tmp_path / "out").open("a", encoding="utf-8") as out:
         monkeypatch.setattr(sys, "stdout", out)
-        configure_logging(make_settings(), batched=True)
+        configure_logging(make_settings(LOG_FLUSH_INTERVAL="0.1"))
         log = get_logger("courier.test")
         log.info("parent, before the fork")
         pid = os.fork()
@@ -259,7 +259,7 @@ def test_a_batched_process_writes_its_last_lines_at_exit(tmp_path: Path) -> None
     code = (
         "from courier.logs import configure_logging, get_logger\n"
         "from courier.settings import load_settings\n"
-        f"configure_logging(load_settings({{'DATA_DIR': {str(tmp_path)!r}}}), batched=True)\n"
+        f"configure_logging(load_settings({{'DATA_DIR': {str(tmp_path)!r}}}))\n"
         "get_logger('courier.test').info('last words')\n"
     )
     result = subprocess.run(

@@ -103,7 +103,7 @@ def run() -> int:
 
     from courier.logs import configure_logging, get_logger
 
-    configure_logging(settings, batched=True)
+    configure_logging(settings)
     log = get_logger("courier.entrypoint")
     if needs_token:
         log.warning(
