@@ -183,7 +183,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-QueueDepths = Callable[[], Iterator[tuple[str, int, float | None]]]
+# A queue's name, its waiting jobs, and when its oldest was queued (None: not known).
+QueueDepth = tuple[str, int, float | None]
+QueueDepths = Callable[[], Iterator[QueueDepth]]
 
 
 class QueueCollector:

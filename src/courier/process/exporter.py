@@ -27,13 +27,16 @@ from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from courier import logs
 from courier.buildinfo import build_info
 from courier.names import METRICS_DIR_ENV, PROBLEM_JSON, QUEUED_AT_HEADER
 from courier.settings import Settings, is_redis_url, redis_tls_options
+
+if TYPE_CHECKING:  # prometheus_client is imported by the exporter's process alone
+    from courier.metrics import QueueDepth, QueueDepths
 
 QUEUES: Final = ("celery",)  # Celery's default queue: every task courier declares goes there
 MAX_CONNECTIONS: Final = 16  # scrapers at once; more are closed at once
@@ -42,8 +45,6 @@ CLIENT_TIMEOUT: Final = 10.0  # seconds a connection has, in all, to be served
 # be shared (the containers of a Kubernetes pod, `--ipc`): each container makes a folder of its
 # own there, never one named after a pid (every container's entrypoint is pid 1).
 SHARED_MEMORY: Final = Path("/dev/shm")  # noqa: S108 - a folder of our own in it
-
-QueueDepths = Iterator[tuple[str, int, float | None]]
 
 
 def prepare_multiprocess_dir(settings: Settings) -> Path:
@@ -195,7 +196,7 @@ def _serve(settings: Settings, parent: int) -> None:
         server.handle_request()
 
 
-def queue_reader(settings: Settings) -> Callable[[], QueueDepths]:
+def queue_reader(settings: Settings) -> QueueDepths:
     """How this container reads its broker's queues: Redis, RabbitMQ or the embedded one."""
     if is_redis_url(settings.broker_url):
         return RedisQueues(settings).depths
@@ -217,7 +218,7 @@ class RedisQueues:
             **(redis_tls_options(settings.broker_url) or {}),
         )
 
-    def depths(self) -> QueueDepths:
+    def depths(self) -> Iterator[QueueDepth]:
         """(queue, waiting jobs, when the oldest was queued) for each queue."""
         for queue in QUEUES:
             pipeline = self._client.pipeline()
@@ -233,7 +234,7 @@ class EmbeddedQueues:
     def __init__(self, folder: Path) -> None:
         self._folder = folder
 
-    def depths(self) -> QueueDepths:
+    def depths(self) -> Iterator[QueueDepth]:
         for queue in QUEUES:
             waiting = sorted(self._folder.glob(f"*.{queue}.msg"))
             oldest = None
@@ -251,7 +252,7 @@ class AmqpQueues:
         self._settings = settings
         self._connection: Any = None
 
-    def depths(self) -> QueueDepths:
+    def depths(self) -> Iterator[QueueDepth]:
         try:
             connection = self._connect()
             for queue in QUEUES:
